@@ -1,0 +1,2 @@
+"""Repository-wide pytest set-up: every test session gets private loopback CA ports."""
+pytest_plugins = ['devioc.testing']

@@ -1,0 +1,280 @@
+"""Channel Access channels to the model's own records, on pyepics' libca.
+
+Each field of a running model is a :class:`PV`. Its monitor is subscribed before the IOC is up (the
+record type tells the DBR type), so channels connect and receive their first value as soon as the
+IOC serves them. Monitor events arrive on libca's thread; they update the cached value there and
+are handed to the reactor thread with ``callFromThread``, where ``do_<field>(pv, value, ioc)`` runs,
+in order, once per posted value.
+
+Puts without ``wait`` are queued in libca and flushed once per reactor turn (or at once when called
+outside the running reactor), so a publishing loop never pends on CA I/O per value.
+"""
+from __future__ import annotations
+
+import ctypes
+import logging
+import threading
+from typing import Any, Callable
+
+import numpy as np
+from epics import ca, dbr
+
+logger = logging.getLogger(__name__)
+
+MONITOR_MASK = dbr.DBE_VALUE | dbr.DBE_ALARM
+# DBR type of the VAL field served over CA, by record type (waveforms: by FTVL)
+_RECORD_DBR = {
+    'ao': dbr.DOUBLE, 'ai': dbr.DOUBLE, 'calc': dbr.DOUBLE, 'calcout': dbr.DOUBLE,
+    'longout': dbr.LONG, 'longin': dbr.LONG, 'mbboDirect': dbr.LONG, 'mbbiDirect': dbr.LONG,
+    'mbbo': dbr.ENUM, 'mbbi': dbr.ENUM, 'bo': dbr.ENUM, 'bi': dbr.ENUM,
+    'stringout': dbr.STRING, 'stringin': dbr.STRING,
+}
+_FTVL_DBR = {
+    'STRING': dbr.STRING, 'CHAR': dbr.CHAR, 'UCHAR': dbr.CHAR, 'SHORT': dbr.SHORT, 'USHORT': dbr.LONG,
+    'LONG': dbr.LONG, 'ULONG': dbr.DOUBLE, 'INT64': dbr.DOUBLE, 'UINT64': dbr.DOUBLE, 'FLOAT': dbr.FLOAT,
+    'DOUBLE': dbr.DOUBLE, 'ENUM': dbr.ENUM,
+}
+_NUMPY = {dbr.SHORT: np.int16, dbr.FLOAT: np.float32, dbr.CHAR: np.uint8, dbr.LONG: np.int32,
+          dbr.DOUBLE: np.float64, dbr.ENUM: np.uint16}
+
+
+class PutTimeout(RuntimeError):
+    """A put with wait=True was not completed by the IOC in time."""
+
+
+class _Flusher:
+    """Flush libca's send queue once per reactor turn, however many puts were queued in it."""
+
+    def __init__(self):
+        self.pending = False
+
+    def request(self) -> None:
+        from twisted.internet import reactor
+        from twisted.python import threadable
+
+        if reactor.running and threadable.isInIOThread():
+            if not self.pending:
+                self.pending = True
+                reactor.callLater(0, self.flush)
+        else:
+            ca.libca.ca_flush_io()
+
+    def flush(self) -> None:
+        self.pending = False
+        ca.libca.ca_flush_io()
+
+
+flusher = _Flusher()
+
+
+def dbr_type(record_type: str, ftvl: str | None = None) -> int:
+    """The CA DBR type a record's VAL is served as."""
+    if record_type == 'waveform':
+        return _FTVL_DBR.get(ftvl or 'DOUBLE', dbr.DOUBLE)
+    return _RECORD_DBR.get(record_type, dbr.DOUBLE)
+
+
+class PV:
+    """A field of a running model: a Channel Access channel to ``<device>:<name>``.
+
+    Compatible with the original's PV objects: ``get()``, ``put(value, wait=False)``, ``name``.
+    ``get()`` returns the latest monitored value: int (state index) for enums and toggles, str for
+    strings, numpy array for arrays, float or int for numbers.
+    """
+
+    def __init__(self, name: str, record: Any, model: Any, callback: Callable | None = None):
+        self.name = self.pvname = name
+        self.record = record
+        self.model = model
+        self.callback = callback
+        self.value: Any = None
+        self.severity = 0
+        self.status = 0
+        self.timestamp = 0.0
+        self.connected = False
+        self.first_value = threading.Event()
+        self.ftype = dbr_type(record.record, record.fields.get('FTVL'))
+        self.is_string = record.kind == 'string'
+        self.enum_strs = tuple(record.choices())
+        self._chid = None
+        self._subscription = None
+        self._reactor = None
+
+    # -- connection and monitor (libca thread)
+    def connect(self, reactor, on_first_value: Callable[['PV'], None] | None = None) -> None:
+        """Create the channel and its monitor subscription; returns at once."""
+        self._reactor = reactor
+        self._on_first_value = on_first_value
+        self._chid = ca.create_channel(self.name, connect=False, auto_cb=False, callback=self._on_connection)
+        self._subscription = ca.create_subscription(
+            self._chid, ftype=self.ftype, use_time=True, mask=MONITOR_MASK,
+            callback=self._on_monitor, count=0,
+        )
+
+    def _on_connection(self, pvname: str = '', chid: Any = None, conn: bool = False, **_: Any) -> None:
+        was, self.connected = self.connected, bool(conn)
+        if was and not conn:
+            logger.warning('%s disconnected', self.name)
+        elif conn and not was and self.first_value.is_set():
+            logger.info('%s reconnected', self.name)
+
+    def _on_monitor(self, value: Any = None, severity: int = 0, status: int = 0, timestamp: float = 0.0,
+                    **_: Any) -> None:
+        value = self._from_ca(value)
+        self.value, self.severity, self.status, self.timestamp = value, severity, status, timestamp
+        first = not self.first_value.is_set()
+        if first:
+            self.first_value.set()
+            if self._on_first_value is not None:
+                self._on_first_value(self)
+        if self.callback is not None:
+            self._reactor.callFromThread(self._dispatch, value)
+
+    def _from_ca(self, value: Any) -> Any:
+        if self.is_string and not isinstance(value, str):
+            raw = bytes(np.asarray(value, dtype=np.uint8))
+            return raw.split(b'\0', 1)[0].decode('utf-8', 'replace')
+        if self.record.kind == 'array':
+            if isinstance(value, str):
+                return np.array([value])
+            return np.atleast_1d(value)
+        return value
+
+    # -- callbacks (reactor thread)
+    def _dispatch(self, value: Any) -> None:
+        try:
+            self.callback(self, value, self.model)
+        except Exception:
+            logger.exception('do_%s(%r) raised; later updates are still delivered', self.record.attname, value)
+
+    # -- reads
+    def get(self, as_string: bool = False, **_: Any) -> Any:
+        """The latest value the IOC posted; ``as_string=True`` gives enums as their state name."""
+        if as_string and self.enum_strs and isinstance(self.value, (int, np.integer)):
+            index = int(self.value)
+            return self.enum_strs[index] if 0 <= index < len(self.enum_strs) else str(index)
+        return self.value
+
+    @property
+    def char_value(self) -> str:
+        """The value as text, as pyepics' PV.char_value."""
+        return str(self.get(as_string=True))
+
+    def is_active(self) -> bool:
+        """True while the channel is connected (the original's name)."""
+        return self.connected
+
+    is_connected = is_active
+
+    # -- writes
+    def put(self, value: Any, wait: bool = False, timeout: float = 30.0, **_: Any) -> bool:
+        """Write ``value`` to the record.
+
+        Without ``wait`` the put is queued and flushed at the end of the reactor turn (at once when
+        called outside the running reactor). With ``wait=True`` it blocks until the IOC has processed
+        the record, at most ``timeout`` seconds; a timeout is logged and returns False.
+        """
+        if not wait:
+            ftype, count, data = self._data(value)
+            self._check(ca.libca.ca_array_put(ftype, count, self._chid, data))
+            flusher.request()
+            return True
+        done = threading.Event()
+        self._put_callback(value, done.set)
+        ca.libca.ca_flush_io()
+        if done.wait(timeout):
+            return True
+        logger.error('put of %r to %s was not completed within %.1f s', value, self.name, timeout)
+        return False
+
+    def put_deferred(self, value: Any):
+        """Write ``value``; the Deferred fires with this PV when the IOC has processed the record."""
+        from twisted.internet import defer
+
+        d = defer.Deferred()
+        reactor = self._reactor
+        self._put_callback(value, lambda: reactor.callFromThread(d.callback, self))
+        flusher.request()
+        return d
+
+    def _put_callback(self, value: Any, done: Callable[[], None]) -> None:
+        holder = []
+
+        def completed():
+            holder.clear()  # drop the reference cycle kept alive for libca
+            done()
+
+        holder.append(ctypes.py_object(completed))
+        ftype, count, data = self._data(value)
+        self._check(ca.libca.ca_array_put_callback(ftype, count, self._chid, data, ca._CB_PUTWAIT, holder[0]))
+
+    def _check(self, status: int) -> None:
+        if status != dbr.ECA_NORMAL:
+            raise RuntimeError(f'put to {self.name} failed: {ca.message(status)}')
+
+    def _data(self, value: Any) -> tuple[int, int, Any]:
+        """Convert a Python value to (ftype, count, ctypes data) for the record's native type."""
+        if self._chid is None or not self.connected:
+            raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
+        ftype = ca.field_type(self._chid)
+        nelm = ca.element_count(self._chid)
+        if isinstance(value, np.generic):
+            value = value.item()
+        if ftype == dbr.STRING:
+            items = [value] if isinstance(value, (str, bytes)) or nelm == 1 else list(value)
+            data = (dbr.string_t * max(len(items), 1))()
+            for i, item in enumerate(items[:nelm]):
+                raw = item if isinstance(item, bytes) else str(item).encode('utf-8')
+                if len(raw) > 39:
+                    raise ValueError(f'{self.name} holds strings of at most 39 characters, '
+                                     f'not {len(raw)}: declare it with a larger max_length')
+                data[i].value = raw
+            return ftype, min(len(items), nelm) or 1, data
+        if ftype == dbr.CHAR and nelm > 1 and isinstance(value, (str, bytes)):
+            raw = (value if isinstance(value, bytes) else value.encode('utf-8')) + b'\0'
+            if len(raw) > nelm:
+                raise ValueError(f'{self.name} holds at most {nelm - 1} bytes, not {len(raw) - 1}')
+            return ftype, len(raw), ctypes.create_string_buffer(raw, len(raw))
+        if ftype == dbr.ENUM and isinstance(value, str):
+            if value in self.enum_strs:
+                value = self.enum_strs.index(value)
+            else:
+                raise ValueError(f'{value!r} is not a state of {self.name}: {list(self.enum_strs)}')
+        if nelm == 1 and np.ndim(value) == 0:
+            data = (dbr.Map[ftype] * 1)()
+            try:
+                data[0] = value
+            except TypeError:
+                try:
+                    data[0] = type(data[0])(value)
+                except (TypeError, ValueError) as err:
+                    raise ValueError(f'cannot put {value!r} to {self.name} ({dbr.Name(ftype)})') from err
+            return ftype, 1, data
+        try:
+            array = np.ascontiguousarray(np.atleast_1d(value), dtype=_NUMPY[ftype])
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'cannot put {value!r} to {self.name} ({dbr.Name(ftype)} array)') from err
+        if array.size > nelm:
+            raise ValueError(f'{self.name} holds {nelm} elements, not {array.size}')
+        return ftype, array.size, (dbr.Map[ftype] * array.size).from_buffer_copy(array)
+
+    def disconnect(self) -> None:
+        """Drop the monitor and the channel."""
+        if self._subscription is not None:
+            try:
+                ca.clear_subscription(self._subscription[2])
+            except Exception:  # the context may already be gone at interpreter exit
+                pass
+            self._subscription = None
+        if self._chid is not None:
+            try:
+                ca.clear_channel(self._chid)
+            except Exception:
+                pass
+            self._chid = None
+        self.callback = None
+        self.connected = False
+
+    def __repr__(self) -> str:
+        state = 'connected' if self.connected else 'disconnected'
+        return f'<PV {self.name} {state} value={self.value!r}>'

