@@ -160,7 +160,7 @@ def test_nan_input_is_refused():
 def test_store_round_trip(tmp_path):
     """A saved table and its settings load back equal, and no temporary file is left behind."""
     store = TableStore(str(tmp_path), 'LUT1')
-    settings = Settings(fit=Fit.POLY, degree=3, xoffset=0.5, yoffset=-2.0)
+    settings = Settings(fit=Fit.POLY, degree=3, xoffset=0.5, yoffset=-2.0, control=False)
     store.save(make_table(), settings)
     assert os.listdir(tmp_path) == ['LUT1.json']
     table, loaded = store.load()

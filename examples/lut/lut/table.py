@@ -1,7 +1,8 @@
 """The look-up table itself: points, fits, offsets, validation and its file.
 
 Pure logic, no EPICS. A ``Table`` holds (x, y) points sorted by x. ``Settings`` holds how the
-table is used: the fit kind, the POLY degree and the x/y offsets. The target for an input value is
+table is used: the fit kind, the POLY degree, the x/y offsets and whether
+it drives the output (control). The target for an input value is
 
     target = f(clip(input - xoffset, xmin, xmax)) + yoffset
 
@@ -93,17 +94,19 @@ def _fmt(value: float) -> str:
 
 @dataclasses.dataclass
 class Settings:
-    """How the table is used: fit kind, POLY degree and offsets."""
+    """How the table is used: fit kind, POLY degree, offsets, and whether it drives the output."""
 
     fit: Fit = Fit.LINEAR
     degree: int = 1
     xoffset: float = 0.0
     yoffset: float = 0.0
+    control: bool = True
 
     def to_json(self) -> dict:
         """Return the settings as a JSON-ready dict (the fit by name)."""
         return {'fit': Fit(self.fit).name, 'degree': int(self.degree),
-                'xoffset': float(self.xoffset), 'yoffset': float(self.yoffset)}
+                'xoffset': float(self.xoffset), 'yoffset': float(self.yoffset),
+                'control': bool(self.control)}
 
     @classmethod
     def from_json(cls, data: dict) -> 'Settings':
@@ -118,7 +121,8 @@ class Settings:
         try:
             return cls(fit=fit, degree=int(data.get('degree', 1)),
                        xoffset=float(data.get('xoffset', 0.0)),
-                       yoffset=float(data.get('yoffset', 0.0)))
+                       yoffset=float(data.get('yoffset', 0.0)),
+                       control=bool(data.get('control', True)))
         except (TypeError, ValueError) as exc:
             raise TableFileError(f'bad settings value: {exc}')
 
