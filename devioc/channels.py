@@ -67,6 +67,11 @@ class _Flusher:
 flusher = _Flusher()
 
 
+def ca_flush() -> None:
+    """Send everything libca has queued now."""
+    ca.libca.ca_flush_io()
+
+
 def dbr_type(record_type: str, ftvl: str | None = None) -> int:
     """The CA DBR type a record's VAL is served as."""
     if record_type == 'waveform':

@@ -138,7 +138,7 @@ class Model(metaclass=ModelType):
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
         from twisted.internet import reactor
 
-        from .channels import PV
+        from .channels import PV, ca_flush
 
         self.directory.mkdir(parents=True, exist_ok=True)
         db_file = self.directory / f'{self.db_name}.db'
@@ -160,8 +160,6 @@ class Model(metaclass=ModelType):
             pv = PV(pv_name, record, self, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
-        for pv in self._pvs.values():
-            pv.connect(reactor, first_value)
 
         env = dict(os.environ)
         if ca_port:
@@ -172,6 +170,12 @@ class Model(metaclass=ModelType):
         self.process.start()
         _running.add(self)
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
+        # Channels are made once the IOC serves its records: searches sent before would be retried
+        # only after libca's back-off (up to a second later), as no CA repeater relays beacons here.
+        self.process.ready.wait(limit)
+        for pv in self._pvs.values():
+            pv.connect(reactor, first_value)
+        ca_flush()
         while not all_values.wait(0.05):
             if self.process.exited.is_set() or self.process.load_failed:
                 raise IOCStartError(self._start_failure('softIoc exited during start-up' if self.process.exited.is_set()

@@ -403,13 +403,14 @@ class Array(Record):
                 'devioc.E007', f'unknown array type {type!r}',
                 f'use int, float, str or one of {", ".join(FTVL_CHOICES)}',
             ))
+            ftvl = None
         if not isinstance(length, int) or isinstance(length, bool) or length < 1:
             self.problems.append(Problem(
                 'devioc.E015', f'length must be a positive integer, not {length!r}', 'e.g. length=16',
             ))
         self.ftvl, self.length = ftvl, length
         self.default_field('FTVL', ftvl)
-        self.default_field('NELM', length)
+        self.default_field('NELM', length if isinstance(length, int) and length > 0 else None)
 
 
 class Calc(Record):

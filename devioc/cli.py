@@ -1,0 +1,329 @@
+"""The ``devioc`` command line: scaffold a project and work with a model without running it.
+
+``devioc startproject NAME [DIR]`` (also ``devioc-startproject NAME``, the original's command)
+renders ``project_template/``; ``devioc render``, ``devioc list-pvs`` and ``devioc check`` take a
+model as ``MODULE:Class`` plus ``--device`` and ``--macro KEY=VALUE``.
+
+Exit status: 0 success, 1 a failure reported by devioc (model errors, import errors, a refused
+target directory), 2 bad usage (unknown option, malformed argument).
+"""
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import keyword
+import os
+import re
+import sys
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import click
+
+TEMPLATE_SUFFIXES = ('-tpl', '.j2')  # 'ioc.py-tpl' -> 'ioc.py', 'README.md.j2' -> 'README.md'
+SKIPPED_NAMES = {'__pycache__', '.DS_Store'}
+SKIPPED_SUFFIXES = ('.pyc', '.pyo')
+MACRO_KEY = re.compile(r'^[A-Za-z_][A-Za-z0-9_]*$')
+
+
+class DeviocError(click.ClickException):
+    """A failure devioc reports to the user (exit status 1), with what to do about it."""
+
+    exit_code = 1
+
+
+# -- macros -------------------------------------------------------------------------------------
+
+class MacroType(click.ParamType):
+    """A ``KEY=VALUE`` macro definition; converts to a ``(key, value)`` pair."""
+
+    name = 'KEY=VALUE'
+
+    def convert(self, value: Any, param: Any, ctx: Any) -> tuple[str, str]:
+        if isinstance(value, tuple):
+            return value
+        key, sep, val = str(value).partition('=')
+        key = key.strip()
+        if not sep:
+            self.fail(f'{value!r} has no "=": write macros as KEY=VALUE, e.g. --macro location=hutch', param, ctx)
+        if not MACRO_KEY.match(key):
+            self.fail(f'{key!r} is not a macro name: use letters, digits and underscores, not starting with '
+                      'a digit', param, ctx)
+        return key, val
+
+
+MACRO = MacroType()
+
+
+def macros_dict(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
+    """``--macro`` pairs as a dict (a later definition of a key wins)."""
+    return {key: value for key, value in pairs}
+
+
+# -- startproject ---------------------------------------------------------------------------------
+
+def template_root() -> Path:
+    """The project template tree: the installed ``devioc.project_template`` package, else the checkout's."""
+    try:
+        from importlib.resources import files
+        root = files('devioc.project_template')
+        path = Path(str(root))
+        if path.is_dir():
+            return path
+    except (ImportError, ModuleNotFoundError, TypeError):
+        pass
+    path = Path(__file__).resolve().parent.parent / 'project_template'
+    if path.is_dir():
+        return path
+    raise DeviocError('the project template is missing from this devioc installation; reinstall devioc')
+
+
+def check_project_name(name: str) -> str:
+    """Return ``name`` if it can be a project (and Python package) name, else raise BadParameter saying why."""
+    if not name:
+        raise click.BadParameter('the project name is empty')
+    if not name.isidentifier():
+        if name[0].isdigit():
+            reason = 'it begins with a digit; make sure the name begins with a letter or underscore'
+        elif '-' in name:
+            reason = f'it contains "-"; use an underscore instead, e.g. {name.replace("-", "_")!r}'
+        else:
+            reason = 'use only letters, digits and underscores, beginning with a letter'
+        raise click.BadParameter(f'{name!r} is not a valid Python package name: {reason}')
+    if not name.isascii():
+        raise click.BadParameter(f'{name!r} is not a valid project name: use only ASCII letters, digits and underscores')
+    if keyword.iskeyword(name) or keyword.issoftkeyword(name):
+        raise click.BadParameter(f'{name!r} is a Python keyword; choose another name')
+    if name != name.lower():
+        raise click.BadParameter(f'{name!r} has capital letters; Python package names are lowercase, '
+                                 f'e.g. {name.lower()!r} (the model class is named for you)')
+    if name in sys.builtin_module_names or name in sys.stdlib_module_names or _importable(name):
+        raise click.BadParameter(f'{name!r} conflicts with the name of an existing Python module; '
+                                 'choose another name')
+    return name
+
+
+def _importable(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return True
+
+
+def camel_case(name: str) -> str:
+    """'my_ioc' -> 'MyIoc' (the model class name; the app is '<that>App')."""
+    parts = [p for p in name.split('_') if p]
+    return ''.join(p[:1].upper() + p[1:] for p in parts) or 'Model'
+
+
+def _devioc_requirement() -> str:
+    try:
+        from importlib.metadata import version
+        return f'devioc>={version("devioc")}'
+    except Exception:
+        return 'devioc'
+
+
+def project_context(name: str) -> dict[str, str]:
+    """The template variables for project ``name``."""
+    model = camel_case(name)
+    return {
+        'project_name': name,
+        'model_name': model,
+        'app_name': f'{model}App',
+        'device_example': f'{name.upper().replace("_", "")}-001',
+        'devioc_requirement': _devioc_requirement(),
+        'service_user': name,
+        'app_path': f'/opt/{name}/venv/bin/{name}-server',
+    }
+
+
+def render_tree(source: Path, context: dict[str, str], subdir: str = '') -> dict[str, tuple[str, bool]]:
+    """Render the template tree (or one subdirectory of it) in memory: ``{relative path: (text, executable)}``."""
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+    base = source / subdir if subdir else source
+    out: dict[str, tuple[str, bool]] = {}
+    for path in sorted(base.rglob('*')):
+        rel = path.relative_to(source)
+        if path.is_dir() or any(part in SKIPPED_NAMES for part in rel.parts) or path.name.endswith(SKIPPED_SUFFIXES):
+            continue
+        if rel.as_posix() == '__init__.py':    # marks the template package, not part of a project
+            continue
+        target = env.from_string(rel.relative_to(subdir).as_posix() if subdir else rel.as_posix()).render(context)
+        text = path.read_text(encoding='utf-8')
+        for suffix in TEMPLATE_SUFFIXES:
+            if target.endswith(suffix):
+                target = target[: -len(suffix)]
+                text = env.from_string(text).render(context)
+                break
+        out[target] = (text, text.startswith('#!'))
+    return out
+
+
+def start_project(name: str, directory: str | os.PathLike | None = None) -> Path:
+    """Create project ``name`` in ``directory`` (default ``./name``); never writes into a non-empty directory."""
+    check_project_name(name)
+    target = Path(directory) if directory is not None else Path.cwd() / name
+    if target.exists() and not target.is_dir():
+        raise DeviocError(f'{target} exists and is not a directory; choose another place for the project')
+    if target.is_dir() and any(target.iterdir()):
+        raise DeviocError(f'{target} already exists and is not empty; devioc never overwrites files. '
+                          'Choose another name or directory, or remove it first')
+    files = render_tree(template_root(), project_context(name))
+    target.mkdir(parents=True, exist_ok=True)
+    for rel, (text, executable) in files.items():
+        path = target / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding='utf-8')
+        if executable:
+            path.chmod(0o755)
+    return target
+
+
+# -- models -----------------------------------------------------------------------------------------
+
+def load_model(spec: str) -> type:
+    """Import ``MODULE:Class`` (the current directory is searched first) and return the model class."""
+    from .checks import ModelError
+    from .models import Model
+
+    module_name, sep, attr = spec.partition(':')
+    if not sep or not module_name or not attr:
+        raise click.BadParameter(f'{spec!r} is not MODULE:Class, e.g. myioc.ioc:Myioc', param_hint='MODEL')
+    if os.getcwd() not in sys.path and '' not in sys.path:
+        sys.path.insert(0, os.getcwd())
+    try:
+        module = importlib.import_module(module_name)
+    except ModelError:
+        raise
+    except ImportError as err:
+        raise DeviocError(f'cannot import {module_name!r}: {err}. Run from the project directory or '
+                          'install the project (pip install -e .)') from err
+    except Exception as err:
+        raise DeviocError(f'importing {module_name!r} failed: {type(err).__name__}: {err}') from err
+    obj = module
+    for part in attr.split('.'):
+        try:
+            obj = getattr(obj, part)
+        except AttributeError:
+            raise DeviocError(f'{module_name!r} has no {attr!r}') from None
+    if not (isinstance(obj, type) and issubclass(obj, Model)):
+        raise DeviocError(f'{spec} is not a devioc model class (a subclass of devioc.models.Model)')
+    return obj
+
+
+class ModelProblems(DeviocError):
+    """The model has errors; the message lists every check message with its id and hint."""
+
+    def __init__(self, spec: str, error: Any):
+        super().__init__(f'{spec} has {len(error.messages)} problem(s):\n{error}')
+
+
+def _model_options(func):
+    func = click.option('-m', '--macro', 'macros', type=MACRO, multiple=True, metavar='KEY=VALUE',
+                        help='A macro for the fields ($(KEY) or ${KEY}); repeat for more.')(func)
+    func = click.option('-d', '--device', required=True, help='The device name (PV prefix), e.g. MYIOC-001.')(func)
+    return click.argument('model', metavar='MODULE:Class')(func)
+
+
+def _with_model(spec: str):
+    from .checks import ModelError
+    try:
+        return load_model(spec)
+    except ModelError as err:
+        raise ModelProblems(spec, err) from None
+
+
+# -- commands ---------------------------------------------------------------------------------------
+
+@click.group(context_settings={'help_option_names': ['-h', '--help']})
+@click.version_option(package_name='devioc', message='devioc %(version)s')
+def main() -> None:
+    """devioc: declare an EPICS soft IOC as a Python class, run it on EPICS base's softIoc."""
+
+
+@main.command('startproject')
+@click.argument('name')
+@click.argument('directory', required=False, type=click.Path(file_okay=False))
+def startproject(name: str, directory: str | None) -> None:
+    """Create a project NAME: app.server, the model, tests and deploy files.
+
+    The project is written to DIRECTORY (default ./NAME), which must not exist or be empty.
+    """
+    try:
+        target = start_project(name, directory)
+    except click.BadParameter as err:
+        err.param_hint = 'NAME'
+        raise
+    context = project_context(name)
+    shown = os.path.relpath(target) if not os.path.relpath(target).startswith('..') else str(target)
+    click.echo(f'devioc project {name!r} created in {shown}')
+    click.echo('Next:')
+    click.echo(f'  cd {shown} && pip install -e ".[test]"')
+    click.echo(f'  bin/app.server --device {context["device_example"]}')
+    click.echo('  pytest')
+
+
+@main.command('render')
+@_model_options
+@click.option('-o', '--output', default='.', show_default=True, type=click.Path(file_okay=False),
+              help='Directory for the .db and .cmd files (created if needed).')
+def render_command(model: str, device: str, macros: tuple, output: str) -> None:
+    """Write the .db and .cmd of MODULE:Class for a device, without running it."""
+    from . import render
+    from .checks import ModelError
+
+    model_class = _with_model(model)
+    macro_map = macros_dict(macros)
+    out = Path(output)
+    db_path = out / f'{model_class.__name__}.db'
+    cmd_path = out / f'{model_class.__name__}.cmd'
+    try:
+        db_text = render.render_db(model_class, device, macro_map)
+        cmd_text = render.render_cmd(model_class, device, macro_map, db_filename=db_path.name)
+    except ModelError as err:
+        raise ModelProblems(model, err) from None
+    out.mkdir(parents=True, exist_ok=True)
+    db_path.write_text(db_text)
+    cmd_path.write_text(cmd_text)
+    click.echo(f'wrote {db_path}')
+    click.echo(f'wrote {cmd_path}')
+    click.echo(f'run it with: cd {out} && softIoc {cmd_path.name}')
+
+
+@main.command('list-pvs')
+@_model_options
+def list_pvs_command(model: str, device: str, macros: tuple) -> None:
+    """Print the PV names MODULE:Class serves for a device, one a line."""
+    from .checks import ModelError
+
+    model_class = _with_model(model)
+    try:
+        names = model_class.pv_names(device, macros_dict(macros))
+    except ModelError as err:
+        raise ModelProblems(model, err) from None
+    for name in names:
+        click.echo(name)
+
+
+@main.command('check')
+@_model_options
+def check_command(model: str, device: str, macros: tuple) -> None:
+    """Run the model checks for MODULE:Class and a device; exit status 1 when there are problems."""
+    from . import render
+    from .checks import ModelError
+
+    model_class = _with_model(model)
+    try:
+        records = render.expand_model(model_class, device, macros_dict(macros))
+    except ModelError as err:
+        raise ModelProblems(model, err) from None
+    click.echo(f'{model}: no problems found ({len(records)} records for device {device})')
+
+
+def startproject_main(argv: list[str] | None = None) -> None:
+    """``devioc-startproject NAME``: the original devioc's command, kept for its users."""
+    startproject.main(args=argv, prog_name='devioc-startproject')

@@ -1,0 +1,193 @@
+"""The IOC shell on the app's terminal, and the run loop of ``app.server``.
+
+:func:`attach_console` bridges a terminal to the softIoc: lines typed go to the IOC shell's stdin and
+its output comes back raw (prompt included), so ``dbl``, ``dbpr`` and ``dbgf`` work at a desk and in
+a procServ console (procServ gives the app a pty). On anything that is not a terminal (systemd without
+procServ, tests, a pipe) nothing is attached: the app runs headless, logs the IOC's output line by
+line and stays up whatever happens to its stdin.
+
+``exit`` typed on the console is not passed to the softIoc: it shuts the whole app down cleanly
+(exit status 0), which under procServ means a fresh start after its holdoff. Ctrl-D does the same.
+
+:func:`serve` is the run loop of a generated project's ``app.server``: start the app, attach the
+console, run the reactor until SIGTERM/SIGINT or the IOC's death, stop the IOC, return an exit status.
+"""
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import select
+from typing import Any, Callable
+
+from . import log
+
+logger = log.get_module_logger(__name__)
+
+EXIT_COMMANDS = (b'exit',)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    """Write all of ``data`` to ``fd``, waiting when a non-blocking fd is full."""
+    view = memoryview(data)
+    while view:
+        try:
+            written = os.write(fd, view)
+        except BlockingIOError:
+            select.select([], [fd], [], 1.0)
+            continue
+        except OSError:
+            return   # the terminal went away: nothing to show the output on
+        view = view[written:]
+
+
+def _stop_reactor(reactor: Any) -> None:
+    from twisted.internet.error import ReactorNotRunning
+
+    try:
+        reactor.stop()
+    except ReactorNotRunning:
+        pass
+
+
+class Console:
+    """The link between a terminal and a running model's IOC shell (made by :func:`attach_console`)."""
+
+    def __init__(self, model: Any, reactor: Any, stdin_fd: int = 0, stdout_fd: int = 1):
+        self.model, self.reactor = model, reactor
+        self.stdin_fd, self.stdout_fd = stdin_fd, stdout_fd
+        self.active = False
+        self.exit_requested = False
+        self._partial = b''
+        self._stdio = None
+        self._flags: dict[int, int] = {}
+
+    def start(self) -> None:
+        from twisted.internet import protocol, stdio
+
+        console = self
+
+        class _Input(protocol.Protocol):
+            def dataReceived(self, data: bytes) -> None:
+                console.typed(data)
+
+            def connectionLost(self, reason: Any = None) -> None:
+                console.end_of_input()
+
+        for fd in {self.stdin_fd, self.stdout_fd}:
+            self._flags[fd] = fcntl.fcntl(fd, fcntl.F_GETFL)
+        self.active = True
+        self.model.process.console = self.show
+        self._stdio = stdio.StandardIO(_Input(), stdin=self.stdin_fd, stdout=self.stdout_fd, reactor=self.reactor)
+        self.reactor.addSystemEventTrigger('after', 'shutdown', self.detach)
+        self.model.process.send(b'\n')   # a fresh prompt for the operator
+
+    def show(self, chunk: bytes) -> None:
+        """Pass the IOC's output to the terminal unchanged (called from the IOC's reader thread)."""
+        _write_all(self.stdout_fd, chunk)
+
+    def typed(self, data: bytes) -> None:
+        """Send complete lines to the IOC shell; ``exit`` shuts the app down instead."""
+        lines = (self._partial + data).split(b'\n')
+        self._partial = lines.pop()
+        for line in lines:
+            if line.strip() in EXIT_COMMANDS:
+                self.exit_requested = True
+                logger.log(log.IMPORTANT, '%r typed on the console: shutting down', line.strip().decode())
+                self.active = False
+                _stop_reactor(self.reactor)
+                return
+            try:
+                self.model.process.send(line + b'\n')
+            except RuntimeError as err:    # the IOC died; the model stops the reactor
+                logger.warning('console input dropped: %s', err)
+                return
+
+    def end_of_input(self) -> None:
+        """Ctrl-D (end of input on the terminal) shuts the app down, as it would a plain softIoc."""
+        if self.active:
+            self.active = False
+            self.exit_requested = True
+            logger.log(log.IMPORTANT, 'end of input on the console: shutting down')
+            _stop_reactor(self.reactor)
+
+    def detach(self) -> None:
+        """Stop bridging: the IOC's output is logged again and the terminal's flags are restored."""
+        self.active = False
+        process = getattr(self.model, 'process', None)
+        if process is not None and process.console == self.show:
+            process.console = None
+        for fd, flags in self._flags.items():
+            try:
+                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
+            except OSError:
+                pass
+
+
+def attach_console(model: Any, reactor: Any = None, stdin_fd: int = 0, stdout_fd: int = 1) -> Console | None:
+    """Bridge the terminal on ``stdin_fd``/``stdout_fd`` to the IOC shell of a running model.
+
+    Returns the :class:`Console`, or None when stdin is not a terminal (headless: nothing is read
+    from stdin, so its end never stops the app).
+    """
+    if not os.isatty(stdin_fd):
+        logger.debug('stdin is not a terminal: running headless')
+        return None
+    if getattr(model, 'process', None) is None:
+        raise RuntimeError('attach_console needs a running model (model.process is not set)')
+    if reactor is None:
+        from twisted.internet import reactor
+    console = Console(model, reactor, stdin_fd, stdout_fd)
+    console.start()
+    logger.log(log.IMPORTANT, 'IOC shell on this terminal: try "dbl" or "dbpr <pv>"; "exit" stops the app')
+    return console
+
+
+def exit_status(model: Any) -> int:
+    """0 after a clean stop; the IOC's exit code, 128 + signal, or 1 when it died on its own."""
+    code = getattr(model, 'ioc_exit_code', None)
+    if code is None:
+        return 0
+    if code < 0:
+        return 128 - code
+    return code or 1
+
+
+def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str = 'ioc', verbose: bool = False) -> int:
+    """Start an app, serve it until SIGTERM/SIGINT, ``exit`` or the IOC's death; return an exit status.
+
+    Args:
+        app_factory: makes the app (e.g. ``lambda: MyApp(device, macros=...)``); it starts the IOC.
+        reactor: the Twisted reactor (the global one by default).
+        model_attr: the attribute of the app that holds its model.
+        verbose: show tracebacks of start-up failures.
+    """
+    from .checks import ModelError
+
+    if reactor is None:
+        from twisted.internet import reactor
+    try:
+        app = app_factory()
+    except ModelError as err:
+        logger.error('the model has errors:\n%s', err)
+        return 1
+    except Exception as err:   # IOCStartError, SoftIocNotFound, DeviceBusy, the app's own failures
+        logger.error('the IOC did not start: %s', err, exc_info=verbose)
+        return 1
+    model = getattr(app, model_attr)
+
+    def shutdown() -> None:
+        logger.info('stopping the IOC')
+        app.shutdown()
+
+    reactor.addSystemEventTrigger('before', 'shutdown', shutdown)
+    try:
+        attach_console(model, reactor)
+    except Exception:
+        app.shutdown()
+        raise
+    reactor.run()
+    status = exit_status(model)
+    if status:
+        logger.error('exiting with status %d: the IOC died', status)
+    return status
