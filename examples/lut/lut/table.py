@@ -164,6 +164,10 @@ class Table:
     def _same_x(self, a: float, b: float) -> bool:
         return abs(a - b) <= self.tolerance * max(1.0, abs(a), abs(b))
 
+    def has_x(self, x: float) -> bool:
+        """Return True when the table has a point at ``x`` (within the tolerance)."""
+        return any(self._same_x(px, float(x)) for px, _ in self._points)
+
     # -- edits ------------------------------------------------------------------------------
     def add(self, x: float, y: float) -> Optional[Tuple[float, float]]:
         """Add the point (x, y), or replace the point at the same x.
@@ -261,6 +265,14 @@ class Table:
         return float(value) - settings.xoffset, float(target) - settings.yoffset
 
 
+def _to_text(data: dict) -> str:
+    """Return the file text: indented JSON with one [x, y] point per line, for people to read."""
+    points = data.pop('points')
+    head = json.dumps(data, indent=1)[:-2]
+    rows = ',\n'.join(f'  {json.dumps(point)}' for point in points)
+    return f'{head},\n "points": [\n{rows}\n ]\n}}\n' if rows else f'{head},\n "points": []\n}}\n'
+
+
 class TableStore:
     """The table file: ``<directory>/<name>.json``, written atomically.
 
@@ -319,8 +331,7 @@ class TableStore:
                                    suffix='.tmp')
         try:
             with os.fdopen(fd, 'w', encoding='utf-8') as handle:
-                json.dump(data, handle, indent=1)
-                handle.write('\n')
+                handle.write(_to_text(data))
                 handle.flush()
                 os.fsync(handle.fileno())
             os.replace(tmp, self.path)
