@@ -163,6 +163,22 @@ def render_tree(source: Path, context: dict[str, str], subdir: str = '') -> dict
     return out
 
 
+def generic_deploy_context() -> dict[str, str]:
+    """The context that renders the top-level ``deploy/`` files: one unit for any devioc app."""
+    return {**project_context('devioc'), 'device_example': 'MYIOC-001', 'app_path': '/opt/myioc/venv/bin/myioc-server'}
+
+
+def write_generic_deploy(directory: str | os.PathLike) -> list[Path]:
+    """Regenerate the repository's ``deploy/`` files from ``project_template/deploy``."""
+    written = []
+    for rel, (text, executable) in render_tree(template_root(), generic_deploy_context(), 'deploy').items():
+        path = Path(directory) / rel
+        path.write_text(text, encoding='utf-8')
+        path.chmod(0o755 if executable else 0o644)
+        written.append(path)
+    return written
+
+
 def start_project(name: str, directory: str | os.PathLike | None = None) -> Path:
     """Create project ``name`` in ``directory`` (default ``./name``); never writes into a non-empty directory."""
     check_project_name(name)

@@ -1,0 +1,184 @@
+"""A generated project's bin/app.server: --list-pvs, --macro, headless and console runs, exit statuses."""
+import os
+import pty
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devioc import cli
+from devioc.testing import caget, caput, wait_for
+
+SITE_FIELD = "    site = models.String('site', max_length=20, default='$(site)', desc='Site')\n"
+
+
+@pytest.fixture(scope='module')
+def project(tmp_path_factory):
+    """A generated project whose model also has a field set by the 'site' macro."""
+    root = cli.start_project('srvioc', tmp_path_factory.mktemp('proj') / 'srvioc')
+    ioc = root / 'srvioc' / 'ioc.py'
+    source = ioc.read_text()
+    anchor = "    calc = models.Calc("
+    ioc.write_text(source.replace(anchor, SITE_FIELD + anchor, 1))
+    return root
+
+
+@pytest.fixture
+def start(project, ca_env):
+    """Start app.server with arguments; every process is stopped by PID at the end of the test."""
+    procs = []
+
+    def run(*args, **kwargs):
+        kwargs.setdefault('stdin', subprocess.DEVNULL)
+        kwargs.setdefault('stdout', subprocess.PIPE)
+        kwargs.setdefault('stderr', subprocess.STDOUT)
+        proc = subprocess.Popen([sys.executable, str(project / 'bin' / 'app.server'), *args], cwd=project,
+                                env=ca_env, start_new_session=True, **kwargs)
+        procs.append(proc)
+        return proc
+
+    yield run
+    for proc in procs:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+
+
+def children(pid):
+    """PIDs of the direct children of pid (from /proc)."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as handle:
+                    fields = handle.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid:
+                found.append(int(entry))
+    return found
+
+
+def test_list_pvs_prints_names_without_running(start, device):
+    """--list-pvs prints every PV, macro-dependent fields included, and starts no IOC."""
+    proc = start('--device', device, '--macro', 'site=hutch', '--list-pvs')
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    names = out.decode().split()
+    assert names[0] == f'{device}:enum'
+    assert f'{device}:site' in names and f'{device}:calc' in names
+    assert len(names) == 11
+
+
+def test_headless_run_with_macro_until_sigterm(start, device, ca_env):
+    """Without a terminal the app serves its PVs (macros applied), stays up, and exits 0 on SIGTERM."""
+    proc = start('--device', device, '--macro', 'site=hutch')
+    wait_for(lambda: proc.poll() is not None or _answers(f'{device}:site', ca_env), timeout=30,
+             what='the IOC to serve its PVs')
+    assert proc.poll() is None, proc.stdout.read().decode()
+    assert caget(f'{device}:site', ca_env) == 'hutch'
+    caput(f'{device}:toggle', 1, ca_env)
+    wait_for(lambda: caget(f'{device}:enum', ca_env) == 'ONE', what='do_toggle to move enum to ONE')
+    time.sleep(0.5)
+    assert proc.poll() is None, 'app.server exited although nothing stopped it (stdin at EOF must not)'
+    proc.send_signal(signal.SIGTERM)
+    out, _ = proc.communicate(timeout=20)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert f'{device}: 11 records up' in text
+    assert 'New Enum Value: 1 Ett' in text
+    assert 'stopping the IOC' in text
+    first = text.splitlines()[0]
+    time.strptime(first[:19], '%Y-%m-%d %H:%M:%S')   # log lines carry timestamps
+
+
+def _answers(pv, env):
+    try:
+        caget(pv, env, timeout=5)
+        return True
+    except AssertionError:
+        return False
+
+
+def test_ioc_death_gives_a_nonzero_exit_status(start, device, ca_env):
+    """When the softIoc is killed the app stops by itself with status 128 + signal."""
+    proc = start('--device', device, '--macro', 'site=x')
+    wait_for(lambda: proc.poll() is not None or _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC')
+    iocs = children(proc.pid)
+    assert len(iocs) == 1, iocs
+    os.kill(iocs[0], signal.SIGKILL)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 128 + signal.SIGKILL, out.decode()
+    assert 'exiting with status 137: the IOC died' in out.decode()
+
+
+def test_softioc_that_fails_to_start_gives_status_1(start, device):
+    """--softioc pointing at a program that exits at once is reported, with exit status 1."""
+    proc = start('--device', device, '--macro', 'site=x', '--softioc', '/bin/false')
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 1
+    assert 'the IOC did not start' in out.decode()
+
+
+@pytest.mark.parametrize('args, message', [
+    ((), "Missing option '-d' / '--device'"),
+    (('--device', 'X', '--macro', 'oops'), "'oops' has no \"=\""),
+    (('--device', 'X', '--softioc', '/nonexistent/softIoc'), "'/nonexistent/softIoc' does not exist"),
+])
+def test_bad_arguments_are_usage_errors(start, args, message):
+    """Bad command lines exit with status 2 and say what is wrong."""
+    proc = start(*args)
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 2
+    assert message in out.decode()
+
+
+class Terminal:
+    """The controlling side of a pty the app runs on (as under procServ)."""
+
+    def __init__(self):
+        self.master, self.slave = pty.openpty()
+        self.buffer = b''
+
+    def read_until(self, text: bytes, timeout: float = 20.0) -> bool:
+        deadline = time.monotonic() + timeout
+        while text not in self.buffer and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                try:
+                    self.buffer += os.read(self.master, 65536)
+                except OSError:
+                    break
+        return text in self.buffer
+
+    def type(self, line: str) -> None:
+        os.write(self.master, line.encode() + b'\n')
+
+
+def test_console_on_a_terminal_reaches_the_ioc_shell(start, device):
+    """On a pty the IOC shell is live: prompt, dbl, dbpr; 'exit' shuts the app down with status 0."""
+    term = Terminal()
+    proc = start('--device', device, '--macro', 'site=hutch', stdin=term.slave, stdout=term.slave,
+                 stderr=term.slave)
+    os.close(term.slave)
+    try:
+        assert term.read_until(b'epics> '), term.buffer.decode(errors='replace')
+        term.type('dbl')
+        assert term.read_until(f'{device}:floatarray'.encode()), term.buffer.decode(errors='replace')
+        for name in ('enum', 'toggle', 'site', 'calc'):
+            assert f'{device}:{name}'.encode() in term.buffer
+        term.type(f'dbpr {device}:site')
+        assert term.read_until(b'VAL : hutch'), term.buffer.decode(errors='replace')
+        term.type('exit')
+        assert proc.wait(20) == 0, term.buffer.decode(errors='replace')
+        term.read_until(b'stopping the IOC', 5)
+        assert b"'exit' typed on the console: shutting down" in term.buffer
+    finally:
+        os.close(term.master)
