@@ -183,9 +183,11 @@ class Model(metaclass=ModelType):
             if time.monotonic() - started > limit:
                 missing = sorted(self._pvs[a].name for a in pending)
                 shown = ', '.join(missing[:20]) + (f' and {len(missing) - 20} more' if len(missing) > 20 else '')
+                hint = ('another CA server uses this port on this host: give this IOC its own port (ca_port= or '
+                        'EPICS_CA_SERVER_PORT)' if any('TCP port was unavailable' in line for line in self.process.tail)
+                        else 'check that EPICS_CA_ADDR_LIST reaches this host and no other IOC serves these names')
                 raise IOCStartError(self._start_failure(
-                    f'{len(missing)} of {len(records)} records did not connect within {limit:.1f} s: {shown}. '
-                    'Check that no other IOC serves the same names and that EPICS_CA_ADDR_LIST reaches this host'))
+                    f'{len(missing)} of {len(records)} records did not connect within {limit:.1f} s: {shown}; {hint}'))
         self.ready = True
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self.device_name, len(records),
                     time.monotonic() - started, self.process.pid, self.directory)
