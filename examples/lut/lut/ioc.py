@@ -26,7 +26,7 @@ PVs (``<device>:<name>``):
     yvals      waveform table y values
     npoints    longin   number of points in the table
     status     mbbi     OK / ALARM; ALARM carries severity MAJOR (STAT=STATE) for alarm handlers
-    message    waveform (CHAR, read with ``caget -S``) what is wrong, or what was done last
+    message    waveform (CHAR, read with ``caget -S``) what is wrong (first), and what was done last
     input_pv   waveform (CHAR) name of the input PV
     output_pv  waveform (CHAR) name of the output PV
 
@@ -406,6 +406,8 @@ class LUTApp:
         problems = self.problems()
         if problems:
             state, text = ALARM, problems[0]
+            if self.note:
+                text = f'{text} [last: {self.note}]'
         else:
             state = OK
             text = self.note or f'OK: {self.settings.fit.name} through {len(self.table)} points'
