@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from devioc.testing import caget, caput, wait_for
+from devioc.testing import caget, caput, epics_tool, wait_for
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 BIN = os.path.join(ROOT, 'examples', 'unclesam', 'bin')
@@ -108,6 +108,36 @@ class Bridge:
         self.sims.append(proc)
         self.request.addfinalizer(lambda: stop(proc))
         return proc
+
+
+GONIO_DB = '''
+record(bo, "$(G):robot_prepare") { field(ZNAM, "OFF") field(ONAM, "ON") }
+record(bo, "$(G):robot_ready") { field(ZNAM, "OFF") field(ONAM, "ON") }
+record(bo, "$(G):robot_approach") { field(ZNAM, "OFF") field(ONAM, "ON") }
+'''
+
+
+@pytest.fixture
+def gonio(device, ca_env, tmp_path, request):
+    """A stub goniometer IOC (three bo records <device>G:robot_*) on the session's default CA
+    port; the bridge's safety calcouts write to it over CA."""
+    db = tmp_path / 'gonio.db'
+    db.write_text(GONIO_DB)
+    proc = subprocess.Popen([epics_tool('softIoc'), '-m', f'G={device}G', '-d', str(db)],
+                            env=ca_env, cwd=str(tmp_path), stdin=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    request.addfinalizer(lambda: stop(proc))
+    name = f'{device}G:robot_prepare'
+    wait_for(lambda: _try(lambda: caget(name, ca_env)) == 'OFF', timeout=START_TIMEOUT,
+             what=f'stub goniometer {name}', interval=0.2)
+    return f'{device}G'
+
+
+def _try(call):
+    try:
+        return call()
+    except (AssertionError, subprocess.TimeoutExpired):
+        return None
 
 
 @pytest.fixture
@@ -222,3 +252,19 @@ def test_abort_stops_the_running_operation(bridge):
     bridge.wait('prepare', 'OFF')
     assert bridge.get('safe') == '1'
     assert bridge.get('busy') == 'IDLE'
+
+
+def test_safety_flags_reach_the_goniometer_ioc(gonio, bridge, ca_env):
+    """During a mount the robot's prepare/ready/approach flags are written through the output links
+    to the goniometer IOC named by the gonio macro, and dropped again when the mount completes."""
+    bridge.start_sim('v2', step_time=1.0)
+    bridge.wait('connected', 'CONNECTED')
+    bridge.put('mount', 'lA5')
+    wait_for(lambda: caget(f'{gonio}:robot_approach', ca_env) == 'ON', timeout=OP_TIMEOUT,
+             interval=0.1, what='robot_approach ON on the goniometer IOC')
+    assert caget(f'{gonio}:robot_prepare', ca_env) == 'ON'
+    assert caget(f'{gonio}:robot_ready', ca_env) == 'ON'
+    bridge.wait('op_state', 'NORMAL')
+    wait_for(lambda: caget(f'{gonio}:robot_prepare', ca_env) == 'OFF', timeout=OP_TIMEOUT,
+             interval=0.1, what='robot_prepare OFF on the goniometer IOC')
+    assert caget(f'{gonio}:robot_approach', ca_env) == 'OFF'
