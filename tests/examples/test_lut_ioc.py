@@ -293,3 +293,17 @@ def test_control_off_stops_writes(lut):
     assert get(lut.output) == 2.0
     testing.caput(lut.pv('control'), 'ON', lut.env)
     lut.wait_output(5.0, 'control back ON writes the current target')
+
+
+def test_lost_input_pv_is_an_alarm_until_it_returns(lut):
+    """When the input PV's IOC goes away the status is ALARM naming it; it clears when it is back."""
+    lut.start_app()
+    fill_table(lut)
+    lut.wait_status('OK', '')
+    stop_process(lut.demo)
+    lut.wait_status('ALARM', f'input PV {lut.input} is not connected')
+    assert lut.app.poll() is None
+    lut.start_demo()                          # a fresh IOC: input and output start at 0
+    lut.wait_status('OK', '')
+    lut.move_input(3.0)
+    lut.wait_output(float(reference('LINEAR', X, Y)(3.0)), 'after the input IOC came back')
