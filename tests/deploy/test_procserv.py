@@ -1,0 +1,305 @@
+"""End to end: a generated project's deploy files run the app under procServ, as a site would.
+
+The systemd unit's ExecStart is taken from the rendered unit and expanded the way systemd does
+(%i, ${VAR} within a word, $VAR split into words) with the values of the rendered instance env file,
+then run directly (no systemd here). The SysV init-template is run with start/status/stop.
+"""
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+from devioc import cli
+from devioc.testing import caget, wait_for
+
+PROCSERV = shutil.which('procServ') or '/usr/bin/procServ'
+INSTANCE = 'TESTBOX'
+
+
+@pytest.fixture(autouse=True)
+def need_procserv():
+    if not os.access(PROCSERV, os.X_OK):
+        if os.environ.get('CI') == 'true':
+            pytest.fail('procServ is not installed on CI: .ci/run must apt-get install procserv')
+        pytest.skip('procServ is not installed (apt-get install procserv); CI runs this test')
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
+
+
+def read_env_file(path) -> dict:
+    values = {}
+    for line in open(path):
+        line = line.strip()
+        if line and not line.startswith('#'):
+            key, _, value = line.partition('=')
+            values[key] = value
+    return values
+
+
+def write_env_file(path, values: dict) -> None:
+    path.write_text(''.join(f'{k}={v}\n' for k, v in values.items()))
+
+
+def exec_start(unit_text: str, instance: str, env: dict) -> list[str]:
+    """The unit's ExecStart as systemd would run it."""
+    joined = re.sub(r'\\\n\s*', ' ', unit_text)
+    line = next(l for l in joined.splitlines() if l.startswith('ExecStart='))[len('ExecStart='):]
+    argv = []
+    for word in shlex.split(line.replace('%i', instance)):
+        whole = re.fullmatch(r'\$([A-Za-z_]\w*)', word)
+        if whole:
+            argv.extend(env.get(whole.group(1), '').split())
+        else:
+            argv.append(re.sub(r'\$\{(\w+)\}', lambda m: env.get(m.group(1), ''), word))
+    return argv
+
+
+def alive(pid: int) -> bool:
+    """True if pid runs and is not a zombie."""
+    try:
+        with open(f'/proc/{pid}/stat') as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as handle:
+                    fields = handle.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != 'Z':
+                found.append(int(entry))
+    return found
+
+
+def descendants(pid: int) -> list[int]:
+    found = []
+    for child in children(pid):
+        found.append(child)
+        found.extend(descendants(child))
+    return found
+
+
+def listen_addresses(port: int) -> set:
+    """The local addresses with a TCP socket listening on port (from /proc/net/tcp and tcp6)."""
+    found = set()
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        try:
+            lines = open(table).read().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(':')
+            if state == '0A' and int(hex_port, 16) == port:
+                if len(address) == 8:
+                    found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
+                else:
+                    found.add(address)
+    return found
+
+
+def stop_pids(pids) -> None:
+    """SIGTERM, then SIGKILL after 10 s, each pid that still runs."""
+    pids = [p for p in pids if alive(p)]
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in pids:
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + 10
+        while any(alive(p) for p in pids) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pids = [p for p in pids if alive(p)]
+        if not pids:
+            return
+
+
+class ConsoleClient:
+    """A telnet-less client of procServ's console port (telnet negotiation bytes are ignored)."""
+
+    def __init__(self, port: int):
+        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+        self.sock.settimeout(0.2)
+        self.buffer = b''
+
+    def read_until(self, text: bytes, timeout: float = 30.0, start: int = 0) -> bool:
+        deadline = time.monotonic() + timeout
+        while text not in self.buffer[start:] and time.monotonic() < deadline:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            if not chunk:
+                break
+            self.buffer += chunk
+        return text in self.buffer[start:]
+
+    def type(self, line: str) -> int:
+        mark = len(self.buffer)
+        self.sock.sendall(line.encode() + b'\n')
+        return mark
+
+    def text(self) -> str:
+        return self.buffer.replace(b'\xff', b'').decode('utf-8', 'replace')
+
+    def close(self):
+        self.sock.close()
+
+
+@pytest.fixture
+def deployment(tmp_path, device, ca_env):
+    """A generated project with a filled-in instance env file; paths under tmp_path."""
+    project = cli.start_project('depioc', tmp_path / 'depioc')
+    values = read_env_file(project / 'deploy' / 'instance.env')
+    assert set(values) >= {'DEVICE', 'CONSOLE_PORT', 'APP', 'ARGS', 'WORKDIR', 'HOLDOFF'}
+    values.update(DEVICE=device, CONSOLE_PORT=str(free_port()), APP=str(project / 'bin' / 'app.server'),
+                  ARGS='--macro unused=1', WORKDIR=str(tmp_path / 'work'), HOLDOFF='1')
+    # the app's shebang (/usr/bin/env python3) finds this interpreter, as in an activated venv
+    values['PATH'] = os.path.dirname(sys.executable) + os.pathsep + ca_env.get('PATH', '/usr/bin:/bin')
+    values.update({k: v for k, v in ca_env.items() if k.startswith('EPICS_')})
+    (tmp_path / 'work').mkdir()
+    for sub in ('log', 'run'):
+        (tmp_path / sub).mkdir()
+    return project, values
+
+
+def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
+    """procServ from the unit's ExecStart: console on localhost, dbl, caget, restart after kill and exit, stop."""
+    project, values = deployment
+    env_file = tmp_path / f'{INSTANCE}.env'
+    write_env_file(env_file, values)
+    unit = (project / 'deploy' / 'depioc@.service').read_text()
+    unit = unit.replace('/var/log/depioc', str(tmp_path / 'log')).replace('/run/depioc/%i', str(tmp_path / 'run'))
+    argv = exec_start(unit, INSTANCE, read_env_file(env_file))
+    assert argv[0] == '/usr/bin/procServ'
+    argv[0] = PROCSERV
+    assert f'--port=127.0.0.1:{values["CONSOLE_PORT"]}' in argv
+    assert argv[-5:] == [values['APP'], '--device', device, '--macro', 'unused=1']
+
+    env = {**ca_env, **values}
+    started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
+    assert started.returncode == 0, started.stderr           # Type=forking: the parent returns at once
+    pid_file = tmp_path / 'run' / 'procServ.pid'
+    wait_for(pid_file.exists, timeout=10, what='the procServ PID file')
+    server = int(pid_file.read_text())
+    known = {server}
+    console = None
+    try:
+        assert alive(server)
+        assert listen_addresses(int(values['CONSOLE_PORT'])) == {'127.0.0.1'}
+        console = ConsoleClient(int(values['CONSOLE_PORT']))
+        assert console.read_until(b'epics> '), console.text()
+        known.update(descendants(server))
+
+        mark = console.type('dbl')
+        assert console.read_until(f'{device}:floatarray'.encode(), start=mark), console.text()
+        listed = console.buffer[mark:].decode('utf-8', 'replace')
+        for name in ('enum', 'toggle', 'sstring', 'lstring', 'intval', 'floatval', 'calc'):
+            assert f'{device}:{name}' in listed
+        assert caget(f'{device}:enum', ca_env) == 'ZERO'
+
+        # kill the app: procServ starts a new one after HOLDOFF
+        app = children(server)
+        assert len(app) == 1, app
+        mark = len(console.buffer)
+        os.kill(app[0], signal.SIGKILL)
+        assert console.read_until(b'@@@ Restarting child', start=mark), console.text()
+        assert console.read_until(b'epics> ', start=mark), console.text()
+        second = children(server)
+        assert len(second) == 1 and second != app
+        known.update(descendants(server))
+        wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the restarted IOC')
+
+        # 'exit' on the console: the app stops cleanly (status 0) and procServ restarts it too
+        mark = console.type('exit')
+        assert console.read_until(b"'exit' typed on the console", start=mark), console.text()
+        assert console.read_until(b'@@@ Restarting child', start=mark), console.text()
+        assert console.read_until(b'epics> ', start=mark), console.text()
+        wait_for(lambda: children(server) not in ([], second), timeout=10, what='a third app')
+        known.update(descendants(server))
+        wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after exit')
+    finally:
+        if console is not None:
+            console.close()
+        everything = sorted(known | set(descendants(server)))
+        stop_pids([server])                       # what systemctl stop does first: SIGTERM to procServ
+        wait_for(lambda: not any(alive(p) for p in everything), timeout=20,
+                 what='procServ, the app and softIoc to exit after SIGTERM to procServ')
+        stop_pids(everything)
+    log = (tmp_path / 'log' / f'{INSTANCE}.log').read_text(errors='replace')
+    assert f'{device}: 10 records up' in log
+    assert 'Restarting child' in log
+
+
+def _answers(pv, env):
+    try:
+        caget(pv, env, timeout=5)
+        return True
+    except AssertionError:
+        return False
+
+
+def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env):
+    """The SysV init-template reads the same env file, starts procServ, reports status and stops it all."""
+    project, values = deployment
+    etc = tmp_path / 'etc'
+    etc.mkdir()
+    values.update(RUN_AS='root' if os.getuid() == 0 else os.environ.get('USER', ''),
+                  RUN_DIR=str(tmp_path / 'run'), LOG_DIR=str(tmp_path / 'log'), PROCSERV=PROCSERV)
+    write_env_file(etc / f'{INSTANCE}.env', values)
+    script = tmp_path / 'init.d' / f'depioc-{INSTANCE}'
+    script.parent.mkdir()
+    shutil.copy(project / 'deploy' / 'init-template', script)
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'ENV_DIR': str(etc)}
+
+    def service(action):
+        return subprocess.run(['sh', str(script), action], env=env, capture_output=True, text=True, timeout=60)
+
+    assert service('status').returncode == 3
+    started = service('start')
+    server = None
+    try:
+        assert started.returncode == 0, started.stdout + started.stderr
+        assert f'console 127.0.0.1:{values["CONSOLE_PORT"]}' in started.stdout
+        server = int((tmp_path / 'run' / 'procServ.pid').read_text())
+        wait_for(lambda: _answers(f'{device}:calc', ca_env), timeout=30, what='the IOC started by the init script')
+        status = service('status')
+        assert status.returncode == 0 and f'running (pid {server}' in status.stdout
+        assert 'already running' in service('start').stdout
+        everything = [server, *descendants(server)]
+        assert len(everything) == 3, everything            # procServ, app.server, softIoc
+        stopped = service('stop')
+        assert stopped.returncode == 0 and 'ok' in stopped.stdout, stopped.stdout + stopped.stderr
+        assert 'killed' not in stopped.stdout               # everything stopped on SIGTERM
+        assert not any(alive(p) for p in everything)
+        assert service('status').returncode == 3
+    finally:
+        if server is not None:
+            stop_pids([server, *descendants(server)])
+
+
+def test_init_script_is_posix_sh():
+    """The init-template passes sh -n (and checkbashisms-free constructs: no $"..." strings)."""
+    text = (cli.template_root() / 'deploy' / 'init-template.j2').read_text()
+    assert '$"' not in text
+    rendered = cli.render_tree(cli.template_root(), cli.project_context('depioc'), 'deploy')['init-template'][0]
+    result = subprocess.run(['sh', '-n'], input=rendered, capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
