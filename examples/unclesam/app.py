@@ -44,7 +44,7 @@ import logging
 import time
 from typing import Dict, List, Optional
 
-from twisted.internet import task
+from twisted.internet import error, task
 
 from . import payloads as pl
 from .dcs import Completion, DCSListener, DCSServerFactory, NotConnected
@@ -57,6 +57,10 @@ STRINGS = ['robot_status', 'robot_state', 'robot_sample', 'robot_cassette', 'rob
            'robot_safety', 'robot_io', 'robot_force', 'robot_heartbeat']
 LOG_LEVELS = {'info': 0, 'warning': 1, 'error': 2}
 DEFAULT_DCS_PORT = 14242
+
+
+class BridgeError(RuntimeError):
+    """The bridge cannot start (for example, its DCS port is taken)."""
 
 
 class RobotBridge(DCSListener):
@@ -95,7 +99,13 @@ class RobotBridge(DCSListener):
         self.ioc = Robot(device, callbacks=self, macros=all_macros)
         self.factory = DCSServerFactory(self, OPERATIONS, STRINGS, client_id=1, dhs_name=dhs_name,
                                         clock=reactor)
-        self.listener = reactor.listenTCP(port, self.factory, interface=interface)
+        try:
+            self.listener = reactor.listenTCP(port, self.factory, interface=interface)
+        except error.CannotListenError as exc:
+            self.ioc.shutdown()
+            raise BridgeError(f'cannot listen for the robot DHS on {interface}:{port} '
+                              f'({exc.socketError}); is another bridge running? '
+                              f'choose another --port') from None
         self.port = self.listener.getHost().port
         self.ioc.dcs_port.put(self.port)
         logger.info('listening for the robot DHS on %s:%d', interface, self.port)

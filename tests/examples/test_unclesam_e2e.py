@@ -268,3 +268,21 @@ def test_safety_flags_reach_the_goniometer_ioc(gonio, bridge, ca_env):
     wait_for(lambda: caget(f'{gonio}:robot_prepare', ca_env) == 'OFF', timeout=OP_TIMEOUT,
              interval=0.1, what='robot_prepare OFF on the goniometer IOC')
     assert caget(f'{gonio}:robot_approach', ca_env) == 'OFF'
+
+
+def test_taken_dcs_port_is_a_clear_error(device, ca_env, ca_port, tmp_path):
+    """app.server exits with status 1 and a message naming the port when the DCS port is taken."""
+    env = dict(ca_env, EPICS_CA_SERVER_PORT=str(ca_port), DEVIOC_CACHE_DIR=str(tmp_path))
+    with socket.socket() as taken:
+        taken.bind(('127.0.0.1', 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.Popen([sys.executable, os.path.join(BIN, 'app.server'), '--device', device,
+                                 '--port', str(port)], env=env, stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+        try:
+            out, err = proc.communicate(timeout=START_TIMEOUT)
+        finally:
+            stop(proc)
+    assert proc.returncode == 1, err
+    assert f'cannot listen for the robot DHS on 127.0.0.1:{port}' in err
