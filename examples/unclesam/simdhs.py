@@ -105,7 +105,10 @@ class SimRobot(DHSHandler):
     # -- publishing -------------------------------------------------------------------------
     def publish(self, name: str, *value) -> None:
         if self.proto is not None:
-            self.proto.set_string_completed(name, *value)
+            try:
+                self.proto.set_string_completed(name, *value)
+            except framing.FramingError as exc:      # a v1 message is limited to 199 bytes
+                logger.error('cannot publish %s: %s', name, exc)
 
     def log(self, level: str, *text) -> None:
         logger.info('robot log %s: %s', level, ' '.join(str(t) for t in text))
