@@ -1,5 +1,9 @@
 """The deploy files: the repository's generic deploy/ is the project template rendered for 'devioc'."""
+import shutil
+import subprocess
 from pathlib import Path
+
+import pytest
 
 from devioc import cli
 
@@ -32,3 +36,16 @@ def test_unit_keeps_per_instance_values_in_the_env_file():
     keys = {line.split('=')[0] for line in env.splitlines() if line and not line.startswith('#')}
     assert keys == {'DEVICE', 'CONSOLE_PORT', 'APP', 'ARGS', 'WORKDIR', 'HOLDOFF'}
     assert 'APP=/opt/site_ioc/venv/bin/site_ioc-server' in env
+
+
+def test_unit_passes_systemd_analyze_verify(tmp_path):
+    """systemd-analyze verify accepts the rendered unit (instance MYIOC-001)."""
+    tool = shutil.which('systemd-analyze')
+    if tool is None:
+        pytest.skip('systemd-analyze is not installed')
+    rendered = cli.render_tree(cli.template_root(), cli.project_context('myioc'), 'deploy')
+    unit = tmp_path / 'myioc@MYIOC-001.service'
+    unit.write_text(rendered['myioc@.service'][0])
+    result = subprocess.run([tool, 'verify', '--man=no', str(unit)], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert 'myioc@MYIOC-001.service' not in result.stderr, result.stderr   # no warnings about our unit
