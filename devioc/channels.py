@@ -111,10 +111,13 @@ class PV:
         self._reactor = reactor
         self._on_first_value = on_first_value
         self._chid = ca.create_channel(self.name, connect=False, auto_cb=False, callback=self._on_connection)
-        self._subscription = ca.create_subscription(
-            self._chid, ftype=self.ftype, use_time=True, mask=MONITOR_MASK,
-            callback=self._on_monitor, count=0,
-        )
+        # libca directly: pyepics' create_subscription pends on CA twice per call (~0.2 ms each)
+        user_arg = ctypes.py_object(self._on_monitor)
+        event_id = ctypes.c_void_p()
+        ftype = ca.promote_fieldtype(self.ftype, use_time=True)
+        self._check(ca.libca.ca_create_subscription(ftype, 0, self._chid, MONITOR_MASK, ca._CB_EVENT,
+                                                    user_arg, ctypes.byref(event_id)), 'subscribe to')
+        self._subscription = (user_arg, event_id)  # libca holds pointers to both: keep them alive
 
     def _on_connection(self, pvname: str = '', chid: Any = None, conn: bool = False, **_: Any) -> None:
         was, self.connected = self.connected, bool(conn)
@@ -213,9 +216,9 @@ class PV:
         ftype, count, data = self._data(value)
         self._check(ca.libca.ca_array_put_callback(ftype, count, self._chid, data, ca._CB_PUTWAIT, holder[0]))
 
-    def _check(self, status: int) -> None:
+    def _check(self, status: int, what: str = 'put to') -> None:
         if status != dbr.ECA_NORMAL:
-            raise RuntimeError(f'put to {self.name} failed: {ca.message(status)}')
+            raise RuntimeError(f'{what} {self.name} failed: {ca.message(status)}')
 
     def _data(self, value: Any) -> tuple[int, int, Any]:
         """Convert a Python value to (ftype, count, ctypes data) for the record's native type."""
@@ -267,7 +270,7 @@ class PV:
         """Drop the monitor and the channel."""
         if self._subscription is not None:
             try:
-                ca.clear_subscription(self._subscription[2])
+                ca.libca.ca_clear_subscription(self._subscription[1])
             except Exception:  # the context may already be gone at interpreter exit
                 pass
             self._subscription = None

@@ -46,6 +46,7 @@ CHECKS = {
     'devioc.E017': 'EPICS field given twice',
     'devioc.E018': 'default value out of range',
     'devioc.E019': 'non-numeric value for a numeric field',
+    'devioc.E020': 'field whose attribute name is taken by the Model itself (ready, process, shutdown, ...)',
 }
 
 
@@ -148,9 +149,14 @@ def check_class(cls: type) -> list[CheckMessage]:
     """Static checks of a model class: every field, and duplicate record names."""
     messages: list[CheckMessage] = []
     seen: dict[str, str] = {}
+    reserved = getattr(cls, 'RESERVED_NAMES', frozenset())
     for attname, record in cls._fields.items():
         where = f'{cls.__name__}.{attname}'
         messages.extend(check_record(record, where))
+        if attname in reserved or attname.startswith('_'):
+            messages.append(CheckMessage('devioc.E020', f'attribute name {attname!r} is used by the Model itself',
+                                         f"rename the attribute and keep the PV name: "
+                                         f"{attname}_pv = models.{type(record).__name__}({record.name!r}, ...)", where))
         if record.name in seen:
             messages.append(CheckMessage('devioc.E009', f'record name {record.name!r} is also used by '
                                          f'{cls.__name__}.{seen[record.name]}', 'give each field its own name', where))

@@ -86,6 +86,11 @@ class Model(metaclass=ModelType):
     """
 
     _fields: dict[str, Record] = {}
+    #: attribute names a field may not take (they would hide the model's own state)
+    RESERVED_NAMES = frozenset({
+        'device_name', 'db_name', 'callbacks', 'macros', 'ready', 'process', 'ioc_exit_code', 'command',
+        'directory', 'shutdown', 'on_ioc_exit', 'pv_names', 'RESERVED_NAMES',
+    })
 
     def __init__(self, device_name: str, callbacks: Any = None, command: str | None = 'softIoc',
                  macros: Mapping[str, Any] | None = None, *, pva: bool = False, ca_port: int | None = None,
@@ -204,6 +209,8 @@ class Model(metaclass=ModelType):
         """
         from twisted.internet import reactor
 
+        if not self.ready:  # a start-up failure (raised by the constructor) or a shutdown under way
+            return
         self.ioc_exit_code = code
         self.ready = False
         if reactor.running:
@@ -218,11 +225,11 @@ class Model(metaclass=ModelType):
 
     def shutdown(self) -> None:
         """Stop the IOC; returns once the softIoc process has exited. Safe to call more than once."""
+        self.ready = False
         for pv in self._pvs.values():
             pv.disconnect()
         if self.process is not None:
             self.process.stop()
-        self.ready = False
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()

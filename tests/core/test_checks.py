@@ -208,3 +208,8 @@ def test_python_enum_choices():
     e = models.Enum('e', choices=Mode, default=Mode.SLOW_SCAN)
     assert e.choices() == ['FAST SCAN', 'SLOW SCAN'] and e.fields['ONVL'] == 3 and e.default == 1
     assert models.Enum('f', choices=Flags).choices() == ['NONE', 'A BIT', 'B BIT']
+
+
+def test_e020_field_name_taken_by_the_model():
+    ids, text = errors_of(define(ready=models.BoolInput('ready')))
+    assert ids == [('devioc.E020', 'Bad.ready')] and "ready_pv = models.BoolInput('ready', ...)" in text
