@@ -10,11 +10,10 @@ line and stays up whatever happens to its stdin.
 (exit status 0), which under procServ means a fresh start after its holdoff. Ctrl-D does the same.
 
 :func:`serve` is the run loop of a generated project's ``app.server``: start the app, attach the
-console, run the reactor until SIGTERM/SIGINT or the IOC's death, stop the IOC, return an exit status.
+console, run the reactor until SIGTERM/SIGINT/SIGHUP or the IOC's death, stop the IOC, return an exit status.
 """
 from __future__ import annotations
 
-import fcntl
 import logging
 import os
 import select
@@ -60,7 +59,6 @@ class Console:
         self.exit_requested = False
         self._partial = b''
         self._stdio = None
-        self._flags: dict[int, int] = {}
 
     def start(self) -> None:
         from twisted.internet import protocol, stdio
@@ -74,13 +72,20 @@ class Console:
             def connectionLost(self, reason: Any = None) -> None:
                 console.end_of_input()
 
-        for fd in {self.stdin_fd, self.stdout_fd}:
-            self._flags[fd] = fcntl.fcntl(fd, fcntl.F_GETFL)
+        # Read the terminal through a descriptor of our own: Twisted makes it non-blocking, and doing
+        # that to fd 0 would do it to fds 1 and 2 as well (one open file under a pty, as procServ
+        # gives), so writes to stdout and the log on stderr could fail with EAGAIN and be lost.
+        reader = os.open(os.ttyname(self.stdin_fd), os.O_RDWR | os.O_NOCTTY)
+        writer = os.dup(reader)
         self.active = True
         self.model.process.console = self.show
-        self._stdio = stdio.StandardIO(_Input(), stdin=self.stdin_fd, stdout=self.stdout_fd, reactor=self.reactor)
+        self._stdio = stdio.StandardIO(_Input(), stdin=reader, stdout=writer, reactor=self.reactor)
+        self.reactor.addSystemEventTrigger('before', 'shutdown', self._shutting_down)
         self.reactor.addSystemEventTrigger('after', 'shutdown', self.detach)
         self.model.process.send(b'\n')   # a fresh prompt for the operator
+
+    def _shutting_down(self) -> None:
+        self.active = False   # the terminal closing at shutdown is not the operator's Ctrl-D
 
     def show(self, chunk: bytes) -> None:
         """Pass the IOC's output to the terminal unchanged (called from the IOC's reader thread)."""
@@ -112,15 +117,16 @@ class Console:
             _stop_reactor(self.reactor)
 
     def detach(self) -> None:
-        """Stop bridging: the IOC's output is logged again and the terminal's flags are restored."""
+        """Stop bridging: the IOC's output is logged again and the terminal is let go."""
         self.active = False
         process = getattr(self.model, 'process', None)
         if process is not None and process.console == self.show:
             process.console = None
-        for fd, flags in self._flags.items():
+        if self._stdio is not None:
+            stdio, self._stdio = self._stdio, None
             try:
-                fcntl.fcntl(fd, fcntl.F_SETFL, flags)
-            except OSError:
+                stdio.loseConnection()
+            except Exception:   # already closed with the reactor
                 pass
 
 
@@ -141,6 +147,24 @@ def attach_console(model: Any, reactor: Any = None, stdin_fd: int = 0, stdout_fd
     console.start()
     logger.log(log.IMPORTANT, 'IOC shell on this terminal: try "dbl" or "dbpr <pv>"; "exit" stops the app')
     return console
+
+
+def take_signals(reactor: Any) -> None:
+    """Unblock SIGTERM, SIGINT and SIGHUP, and make SIGHUP a clean shutdown too.
+
+    procServ (2.7) starts its child with SIGHUP, SIGPIPE and SIGTERM blocked, so without this an
+    app under procServ would ignore SIGTERM (procServ's Ctrl-X with --killsig=15, systemctl stop).
+    Call it in the main thread before any other thread starts: threads inherit the mask.
+    """
+    import signal
+
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
+
+    def hangup(signum: int, frame: Any) -> None:
+        logger.info('hangup (SIGHUP): shutting down')
+        reactor.callFromThread(_stop_reactor, reactor)
+
+    signal.signal(signal.SIGHUP, hangup)
 
 
 def exit_status(model: Any) -> int:
@@ -166,6 +190,7 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
 
     if reactor is None:
         from twisted.internet import reactor
+    take_signals(reactor)
     try:
         app = app_factory()
     except ModelError as err:

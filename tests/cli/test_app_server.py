@@ -182,3 +182,19 @@ def test_console_on_a_terminal_reaches_the_ioc_shell(start, device):
         assert b"'exit' typed on the console: shutting down" in term.buffer
     finally:
         os.close(term.master)
+
+
+def _block_like_procserv():
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGHUP, signal.SIGPIPE, signal.SIGTERM})
+
+
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGHUP])
+def test_signals_stop_cleanly_even_when_inherited_blocked(start, device, ca_env, sig):
+    """Started with SIGHUP/SIGPIPE/SIGTERM blocked (as procServ 2.7 starts its child), the app still
+    shuts down cleanly, with status 0, on SIGTERM and on SIGHUP."""
+    proc = start('--device', device, '--macro', 'site=x', preexec_fn=_block_like_procserv)
+    wait_for(lambda: proc.poll() is not None or _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC')
+    proc.send_signal(sig)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out.decode()
+    assert 'stopping the IOC' in out.decode()

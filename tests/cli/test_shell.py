@@ -7,6 +7,12 @@ from devioc import shell
 from devioc.checks import CheckMessage, ModelError
 
 
+@pytest.fixture(autouse=True)
+def no_signal_changes(monkeypatch):
+    """serve() must not change this pytest process's signal handling."""
+    monkeypatch.setattr(shell, 'take_signals', lambda reactor: None)
+
+
 class FakeProcess:
     def __init__(self):
         self.sent = []

@@ -182,7 +182,7 @@ def deployment(tmp_path, device, ca_env):
 
 
 def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
-    """procServ from the unit's ExecStart: console on localhost, dbl, caget, restart after kill and exit, stop."""
+    """procServ from the unit's ExecStart: localhost console, dbl, caget, restart after kill, exit and ^X, stop."""
     project, values = deployment
     env_file = tmp_path / f'{INSTANCE}.env'
     write_env_file(env_file, values)
@@ -236,6 +236,17 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
         wait_for(lambda: children(server) not in ([], second), timeout=10, what='a third app')
         known.update(descendants(server))
         wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after exit')
+
+        # Ctrl-X: procServ sends the app SIGTERM (--killsig=15); it stops cleanly and is restarted
+        third = children(server)
+        mark = len(console.buffer)
+        console.sock.sendall(b'\x18')
+        assert console.read_until(b'stopping the IOC', start=mark), console.text()
+        assert console.read_until(b'Restarting child', start=mark), console.text()
+        assert console.read_until(b'epics> ', start=mark), console.text()
+        wait_for(lambda: children(server) not in ([], third), timeout=10, what='a fourth app')
+        known.update(descendants(server))
+        wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after Ctrl-X')
     finally:
         if console is not None:
             console.close()
