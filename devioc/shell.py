@@ -96,9 +96,9 @@ class Console:
         lines = (self._partial + data).split(b'\n')
         self._partial = lines.pop()
         for line in lines:
-            if line.strip() in EXIT_COMMANDS:
+            if line.strip(b' \t\r\x00') in EXIT_COMMANDS:   # telnet may add CR or NUL
                 self.exit_requested = True
-                logger.log(log.IMPORTANT, '%r typed on the console: shutting down', line.strip().decode())
+                logger.log(log.IMPORTANT, "'exit' typed on the console: shutting down")
                 self.active = False
                 _stop_reactor(self.reactor)
                 return
@@ -144,7 +144,12 @@ def attach_console(model: Any, reactor: Any = None, stdin_fd: int = 0, stdout_fd
     if reactor is None:
         from twisted.internet import reactor
     console = Console(model, reactor, stdin_fd, stdout_fd)
-    console.start()
+    try:
+        console.start()
+    except OSError as err:   # e.g. the pty has no name in this container
+        console.detach()
+        logger.warning('cannot open the terminal for the IOC shell (%s): running headless', err)
+        return None
     logger.log(log.IMPORTANT, 'IOC shell on this terminal: try "dbl" or "dbpr <pv>"; "exit" stops the app')
     return console
 

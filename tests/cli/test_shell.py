@@ -65,7 +65,7 @@ def test_exit_stops_the_app_instead_of_reaching_the_ioc():
     model, reactor = FakeModel(), FakeReactor()
     console = shell.Console(model, reactor)
     console.active = True
-    console.typed(b'  exit \n')
+    console.typed(b'  exit\r\x00\n')
     assert model.process.sent == []
     assert reactor.stops == 1
     assert console.exit_requested
