@@ -39,7 +39,7 @@ def make_table():
     return Table(zip(X[order], Y[order]))
 
 
-@pytest.mark.parametrize('fit', list(REFERENCE))
+@pytest.mark.parametrize('fit', list(REFERENCE), ids=lambda fit: fit.name)
 def test_interpolating_fit_matches_scipy(fit):
     """Every interpolating fit gives scipy's value at every probe inside the table."""
     table = make_table()

@@ -46,7 +46,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, List, Mapping, Optional
 
 import numpy as np
 
@@ -185,8 +185,8 @@ class LUTApp:
         macros = dict(macros or {})
         missing = [key for key in ('input', 'output') if not macros.get(key)]
         if missing:
-            raise ValueError(f'the {" and ".join(missing)} PV name(s) are missing: give them as '
-                             f'--macro input=<PV name> --macro output=<PV name>')
+            raise ValueError('missing ' + ' and '.join(f'--macro {key}=<PV name>' for key in missing)
+                             + ': input is the PV the table reads, output the PV it drives')
         self.reactor = reactor
         self.store = TableStore(data_dir, device)
         self.file_problem = ''
