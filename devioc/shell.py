@@ -14,7 +14,6 @@ console, run the reactor until SIGTERM/SIGINT/SIGHUP or the IOC's death, stop th
 """
 from __future__ import annotations
 
-import logging
 import os
 import select
 from typing import Any, Callable
