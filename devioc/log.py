@@ -6,6 +6,7 @@ records to stderr with timestamps; ``IMPORTANT`` is a level between INFO and WAR
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from logging.handlers import RotatingFileHandler
 
@@ -48,7 +49,7 @@ class ColoredConsoleHandler(logging.StreamHandler):
 
     def format(self, record: logging.LogRecord) -> str:
         msg = super().format(record)
-        if not getattr(self.stream, 'isatty', lambda: False)():
+        if os.environ.get('NO_COLOR') or not getattr(self.stream, 'isatty', lambda: False)():
             return msg
         if record.levelno == logging.WARNING:
             return TermColor.warn(msg)
