@@ -12,6 +12,7 @@ import pytest_twisted
 from twisted.internet import reactor, task
 
 from devioc import models
+from devioc.demo import DemoIOC
 from devioc.models import DeviceBusy
 from devioc.softioc import IOCStartError
 from devioc.testing import caget, caput, epics_tool
@@ -22,17 +23,9 @@ class Mode(enum.Enum):
     SLOW_MODE = 1
 
 
-class LiveIOC(models.Model):
-    enum = models.Enum('enum', choices=['ZERO', 'ONE', 'TWO'], default=0, desc='Enum Test')
-    toggle = models.Toggle('toggle', zname='ON', oname='OFF', desc='Toggle Test')
-    sstring = models.String('sstring', max_length=20, desc='Short String Test')
-    lstring = models.String('lstring', max_length=512, desc='Long String Test')
-    intval = models.Integer('intval', max_val=1000, min_val=-1000, default=0, desc='Int Test')
-    floatval = models.Float('floatval', max_val=1e6, min_val=1e-6, default=0.0, prec=5, desc='Float Test')
-    floatout = models.Float('floatout', desc='Test Float Output')
-    intarray = models.Array('intarray', type=int, length=16, desc='Int Array Test')
-    floatarray = models.Array('floatarray', type=float, length=16, desc='Float Array Test')
-    calc = models.Calc('calc', calc='A+B', inpa='$(device):intval CP NMS', inpb='$(device):floatval CP NMS')
+class LiveIOC(DemoIOC):
+    """The original devioc's example model (DemoIOC, unchanged), extended with every other kind."""
+
     pyenum = models.Enum('pyenum', choices=Mode)
     doubled = models.CalcOut('doubled', calc='A*2', inpa='${device}:intval CP', out='$(device):floatout PP')
     bits_out = models.BinaryOutput('bits_out')
