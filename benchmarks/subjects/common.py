@@ -49,30 +49,26 @@ def report(path: str, event: str, **fields) -> None:
 
 
 class Intake:
-    """Values a server callback received, with the time of the first and the last."""
+    """Values a server callback received, each with the time it came."""
 
     def __init__(self) -> None:
-        self.values = []
-        self.t_first = None
-        self.t_last = None
+        self.seen = []   # (monotonic time, value)
 
     def add(self, value) -> None:
-        now = time.monotonic()
-        if self.t_first is None:
-            self.t_first = now
-        self.t_last = now
-        self.values.append(int(value))
+        self.seen.append((time.monotonic(), int(value)))
 
     def quiet_for(self) -> float:
         """Seconds since the last value (infinite when none came)."""
-        return float('inf') if self.t_last is None else time.monotonic() - self.t_last
+        return time.monotonic() - self.seen[-1][0] if self.seen else float('inf')
 
     def summary(self, phase: int) -> dict:
         """Stats of the values of ``phase`` (those in ``phase*OFFSET+1 ..``); resets."""
         low, high = phase * OFFSET, (phase + 1) * OFFSET
-        vals = [v for v in self.values if low < v < high]
+        mine = [(t, v) for t, v in self.seen if low < v < high]
+        vals = [v for _, v in mine]
         ordered = all(a < b for a, b in zip(vals, vals[1:]))
         out = dict(phase=phase, received=len(vals), unique=len(set(vals)), in_order=ordered,
-                   last=vals[-1] if vals else None, t_first=self.t_first, t_last=self.t_last)
-        self.values, self.t_first, self.t_last = [], None, None
+                   last=vals[-1] if vals else None, t_first=mine[0][0] if mine else None,
+                   t_last=mine[-1][0] if mine else None)
+        self.seen = []
         return out
