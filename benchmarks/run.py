@@ -82,8 +82,11 @@ def parse_args() -> argparse.Namespace:
     return args
 
 
-def ca_env(port: int, server: bool) -> dict:
-    """Environment for a subject or the client: loopback only, this subject's port only."""
+def ca_env(port: int, server: bool, cache_dir: str = '') -> dict:
+    """Environment for a subject or the client: loopback only, this subject's port only.
+
+    ``cache_dir``: where devioc writes its .db/.cmd (default: a shared directory under /tmp).
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith('EPICS_')}
     env.update(
         # no caRepeater on PATH: libca would otherwise spawn a detached one we cannot stop
@@ -93,7 +96,7 @@ def ca_env(port: int, server: bool) -> dict:
         EPICS_CA_ADDR_LIST=f'127.0.0.1:{port}',
     )
     if server:
-        env['DEVIOC_CACHE_DIR'] = os.path.join(tempfile.gettempdir(), 'devioc-bench-cache')
+        env['DEVIOC_CACHE_DIR'] = cache_dir or os.path.join(tempfile.gettempdir(), 'devioc-bench-cache')
         env.update(EPICS_CA_SERVER_PORT=str(port), EPICS_CAS_INTF_ADDR_LIST='127.0.0.1',
                    EPICS_CAS_AUTO_BEACON_ADDR_LIST='NO', EPICS_CAS_BEACON_ADDR_LIST='127.0.0.1')
     return env
@@ -146,7 +149,7 @@ class Runner:
         subprocess.run(['tar', '-x', '-C', self.devioc_path], input=archive, check=True)
 
     def subject_env(self, subject: str, port: int) -> dict:
-        env = ca_env(port, server=True)
+        env = ca_env(port, server=True, cache_dir=os.path.join(self.workdir, 'devioc-cache'))
         if subject == 'devioc' and self.devioc_path:
             env['PYTHONPATH'] = self.devioc_path
         return env
