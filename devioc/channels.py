@@ -12,12 +12,14 @@ outside the running reactor), so a publishing loop never pends on CA I/O per val
 from __future__ import annotations
 
 import ctypes
+import itertools
 import logging
 import threading
 from typing import Any, Callable
 
 import numpy as np
 from epics import ca, dbr
+from twisted.python import threadable
 
 logger = logging.getLogger(__name__)
 
@@ -47,15 +49,18 @@ class _Flusher:
 
     def __init__(self):
         self.pending = False
+        self.reactor = None
 
     def request(self) -> None:
-        from twisted.internet import reactor
-        from twisted.python import threadable
-
+        if self.pending:  # a flush is already scheduled for the end of this reactor turn
+            return
+        reactor = self.reactor
+        if reactor is None:
+            from twisted.internet import reactor
+            self.reactor = reactor
         if reactor.running and threadable.isInIOThread():
-            if not self.pending:
-                self.pending = True
-                reactor.callLater(0, self.flush)
+            self.pending = True
+            reactor.callLater(0, self.flush)
         else:
             ca.libca.ca_flush_io()
 
@@ -79,11 +84,17 @@ def ca_flush() -> None:
 
 
 _by_chid: dict[int, 'PV'] = {}
+_pending_puts: dict[int, Any] = {}
+_put_keys = itertools.count()
+
+
+_registry_lock = threading.Lock()
 
 
 def _connection_event(args: Any) -> None:
     """libca connection callback (libca's thread)."""
-    pv = _by_chid.get(args.chid)
+    with _registry_lock:  # the channel may connect before connect() has registered it
+        pv = _by_chid.get(args.chid)
     if pv is not None:
         pv._on_connection(args.op == dbr.OP_CONN_UP)
 
@@ -152,6 +163,8 @@ class PV:
         self._chid = None
         self._subscription = None
         self._reactor = None
+        self._native = (self.ftype, self.nelm)
+        self._scalar = None
 
     # -- connection and monitor (libca thread)
     def connect(self, reactor, on_first_value: Callable[['PV'], None] | None = None) -> None:
@@ -164,10 +177,11 @@ class PV:
         self._reactor = reactor
         self._on_first_value = on_first_value
         chid = dbr.chid_t()
-        self._check(ca.libca.ca_create_channel(self.name.encode(), _CONNECTION_CB, None, 0, ctypes.byref(chid)),
-                    'create a channel to')
-        self._chid = chid
-        _by_chid[chid.value] = self
+        with _registry_lock:
+            self._check(ca.libca.ca_create_channel(self.name.encode(), _CONNECTION_CB, None, 0,
+                                                   ctypes.byref(chid)), 'create a channel to')
+            self._chid = chid
+            _by_chid[chid.value] = self
         user_arg = ctypes.py_object(self)
         event_id = ctypes.c_void_p()
         ftype = ca.promote_fieldtype(self.ftype, use_time=True)
@@ -176,6 +190,10 @@ class PV:
         self._subscription = (user_arg, event_id)  # libca holds pointers to both: keep them alive
 
     def _on_connection(self, conn: bool) -> None:
+        chid = self._chid  # set before the registry lock let this callback find the PV
+        if conn and chid is not None:  # the native type and size, for puts: looked up once, not per put
+            self._native = (ca.libca.ca_field_type(chid), ca.libca.ca_element_count(chid))
+            self._scalar = (dbr.Map[self._native[0]] * 1)() if self._native[0] != dbr.STRING else None
         was, self.connected = self.connected, conn
         if was and not conn:
             logger.warning('%s disconnected', self.name)
@@ -260,15 +278,19 @@ class PV:
         return d
 
     def _put_callback(self, value: Any, done: Callable[[], None]) -> None:
-        holder = []
+        key = next(_put_keys)
 
         def completed():
-            holder.clear()  # drop the reference cycle kept alive for libca
+            _pending_puts.pop(key, None)
             done()
 
-        holder.append(ctypes.py_object(completed))
+        # libca keeps only a raw pointer to the callback: hold it here until libca has called it
+        _pending_puts[key] = user_arg = ctypes.py_object(completed)
         ftype, count, data = self._data(value)
-        self._check(ca.libca.ca_array_put_callback(ftype, count, self._chid, data, ca._CB_PUTWAIT, holder[0]))
+        status = ca.libca.ca_array_put_callback(ftype, count, self._chid, data, ca._CB_PUTWAIT, user_arg)
+        if status != dbr.ECA_NORMAL:
+            _pending_puts.pop(key, None)
+        self._check(status)
 
     def _check(self, status: int, what: str = 'put to') -> None:
         if status != dbr.ECA_NORMAL:
@@ -278,8 +300,14 @@ class PV:
         """Convert a Python value to (ftype, count, ctypes data) for the record's native type."""
         if self._chid is None or not self.connected:
             raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
-        ftype = ca.libca.ca_field_type(self._chid)
-        nelm = ca.libca.ca_element_count(self._chid)
+        ftype, nelm = self._native
+        kind = type(value)
+        if (kind is int or kind is float) and nelm == 1 and self._scalar is not None and ftype != dbr.CHAR:
+            try:
+                self._scalar[0] = value  # fast path: libca copies the value during the put call
+                return ftype, 1, self._scalar
+            except TypeError:
+                pass  # e.g. a float to an integer record: converted below
         if isinstance(value, np.generic):
             value = value.item()
         if ftype == dbr.STRING:
@@ -329,7 +357,8 @@ class PV:
                 pass
             self._subscription = None
         if self._chid is not None:
-            _by_chid.pop(self._chid.value, None)
+            with _registry_lock:
+                _by_chid.pop(self._chid.value, None)
             try:
                 ca.libca.ca_clear_channel(self._chid)
             except Exception:

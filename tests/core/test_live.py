@@ -303,3 +303,12 @@ def test_a_softioc_that_exits_at_start_gives_a_clear_error(device, tmp_path):
     fake.chmod(0o755)
     with pytest.raises(IOCStartError, match='exited during start-up(.|\n)*something is wrong'):
         LiveIOC(device, command=str(fake))
+
+
+def test_puts_convert_between_python_and_record_types(live):
+    """A float put to an integer record is truncated as C would, an int to a float record is exact."""
+    ioc, _ = live
+    ioc.intval.put(7.9, wait=True)
+    ioc.floatout.put(3, wait=True)
+    assert caget(pv(ioc, 'intval')) == '7'
+    assert caget(pv(ioc, 'floatout')) == '3'
