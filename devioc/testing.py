@@ -25,6 +25,7 @@ from .softioc import epics_tool  # noqa: F401  (re-exported for tests)
 POOL_SIZE = 6
 _pool: list[int] = []
 _taken: set[int] = set()
+_released: dict[int, float] = {}
 
 
 def _free_port() -> int:
@@ -88,9 +89,12 @@ def ca_port() -> Any:
     free = [port for port in _pool[1:] if port not in _taken]
     if not free:
         pytest.fail(f'all {len(_pool) - 1} extra CA ports of the pool are in use')
-    _taken.add(free[0])
-    yield free[0]
-    _taken.discard(free[0])
+    # least recently used first: an IOC of the previous test may still be exiting on its port
+    port = min(free, key=lambda p: _released.get(p, 0.0))
+    _taken.add(port)
+    yield port
+    _taken.discard(port)
+    _released[port] = time.monotonic()
 
 
 @pytest.fixture

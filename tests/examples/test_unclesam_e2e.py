@@ -285,4 +285,4 @@ def test_taken_dcs_port_is_a_clear_error(device, ca_env, ca_port, tmp_path):
         finally:
             stop(proc)
     assert proc.returncode == 1, err
-    assert f'cannot listen for the robot DHS on 127.0.0.1:{port}' in err
+    assert f'cannot listen for the robot DHS on 127.0.0.1:{port}' in err, err
