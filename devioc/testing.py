@@ -7,11 +7,13 @@ test can run several IOCs at once, each on its own port (the ``ca_port`` fixture
 
 Fixtures: ``ca_env`` (environment for subprocesses), ``ca_port`` (a free server port of the pool),
 ``device`` (a fresh device name), ``run_model`` (start a model, stopped when the test ends).
-Helpers: :func:`wait_for`, :func:`caget`, :func:`caput`, :func:`epics_tool`.
+Helpers: :func:`wait_for`, :func:`caget`, :func:`caput`, :func:`epics_tool`, :func:`stop_process`,
+:func:`child_pids`.
 """
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import time
@@ -150,3 +152,29 @@ def caput(pvname: str, value: Any, env: dict[str, str] | None = None, *args: str
         args = ('-a', *args)
         values = [str(len(values)), *values]
     return _run_tool([epics_tool('caput'), '-c', '-w', '3', '-t', *args, pvname, *values], env, timeout)
+
+
+def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
+    """Stop a child by its PID: SIGTERM, then SIGKILL if it is still there after ``timeout`` s."""
+    if proc.poll() is None:
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout)
+
+
+def child_pids(pid: int) -> list[int]:
+    """PIDs of the live (not zombie) direct children of ``pid``, read from /proc."""
+    found = []
+    for entry in os.listdir('/proc'):
+        if entry.isdigit():
+            try:
+                with open(f'/proc/{entry}/stat') as handle:
+                    fields = handle.read().rsplit(')', 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == pid and fields[0] != 'Z':
+                found.append(int(entry))
+    return sorted(found)

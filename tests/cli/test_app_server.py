@@ -11,6 +11,7 @@ import pytest
 
 from devioc import cli
 from devioc.testing import caget, caput, wait_for
+from devioc.testing import child_pids as children
 
 SITE_FIELD = "    site = models.String('site', max_length=20, default='$(site)', desc='Site')\n"
 
@@ -49,21 +50,6 @@ def start(project, ca_env):
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait(5)
-
-
-def children(pid):
-    """PIDs of the direct children of pid (from /proc)."""
-    found = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open(f'/proc/{entry}/stat') as handle:
-                    fields = handle.read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid:
-                found.append(int(entry))
-    return found
 
 
 def test_list_pvs_prints_names_without_running(start, device):

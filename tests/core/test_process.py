@@ -3,17 +3,11 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 
 from devioc.testing import caget, wait_for
-
-
-def children(pid):
-    """PIDs of the direct children of ``pid``."""
-    out = subprocess.run(['ps', '-o', 'pid=', '--ppid', str(pid)], capture_output=True, text=True).stdout
-    return [int(p) for p in out.split()]
+from devioc.testing import child_pids as children
 
 
 def alive(pid):

@@ -18,6 +18,7 @@ import pytest
 
 from devioc import cli
 from devioc.testing import caget, wait_for
+from devioc.testing import child_pids as children
 
 PROCSERV = shutil.which('procServ') or '/usr/bin/procServ'
 INSTANCE = 'TESTBOX'
@@ -72,20 +73,6 @@ def alive(pid: int) -> bool:
             return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
     except OSError:
         return False
-
-
-def children(pid: int) -> list[int]:
-    found = []
-    for entry in os.listdir('/proc'):
-        if entry.isdigit():
-            try:
-                with open(f'/proc/{entry}/stat') as handle:
-                    fields = handle.read().rsplit(')', 1)[1].split()
-            except OSError:
-                continue
-            if int(fields[1]) == pid and fields[0] != 'Z':
-                found.append(int(entry))
-    return found
 
 
 def descendants(pid: int) -> list[int]:

@@ -7,7 +7,6 @@ reads and writes PVs with pyepics and the C caget/caput tools only.
 
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ import pytest
 from scipy import interpolate
 
 from devioc import testing
+from devioc.testing import stop_process
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 APP = os.path.join(ROOT, 'examples', 'lut', 'bin', 'app.server')
@@ -51,17 +51,6 @@ def put(name, value):
 
 def close(a, b):
     return a is not None and abs(float(a) - float(b)) <= 1e-9 * max(1.0, abs(float(b)))
-
-
-def stop_process(proc):
-    """Stop a child by its PID: TERM, then KILL after 10 s."""
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
 
 
 class LutRun:

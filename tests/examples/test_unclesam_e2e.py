@@ -10,11 +10,11 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 from devioc.testing import caget, caput, epics_tool, wait_for
+from devioc.testing import stop_process as stop
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
 BIN = os.path.join(ROOT, 'examples', 'unclesam', 'bin')
@@ -26,17 +26,6 @@ def free_tcp_port():
     with socket.socket() as sock:
         sock.bind(('127.0.0.1', 0))
         return sock.getsockname()[1]
-
-
-def stop(proc, timeout=10.0):
-    """Stop a child by PID: TERM, then KILL if it lingers."""
-    if proc.poll() is None:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait(timeout)
 
 
 class Bridge:
