@@ -1,8 +1,8 @@
 """Channel Access channels to the model's own records, on pyepics' libca.
 
-Each field of a running model is a :class:`PV`. Its monitor is subscribed before the IOC is up (the
-record type tells the DBR type), so channels connect and receive their first value as soon as the
-IOC serves them. Monitor events arrive on libca's thread; they update the cached value there and
+Each field of a running model is a :class:`PV`. Its channel and monitor are made in libca directly
+once the IOC serves its records (the record type tells the DBR type, so no round trip is needed
+first). Monitor events arrive on libca's thread; they update the cached value there and
 are handed to the reactor thread with ``callFromThread``, where ``do_<field>(pv, value, ioc)`` runs,
 in order, once per posted value.
 
@@ -40,10 +40,6 @@ _NUMPY = {dbr.SHORT: np.int16, dbr.FLOAT: np.float32, dbr.CHAR: np.uint8, dbr.LO
           dbr.DOUBLE: np.float64, dbr.ENUM: np.uint16}
 
 
-class PutTimeout(RuntimeError):
-    """A put with wait=True was not completed by the IOC in time."""
-
-
 class _Flusher:
     """Flush libca's send queue once per reactor turn, however many puts were queued in it."""
 
@@ -62,11 +58,11 @@ class _Flusher:
             self.pending = True
             reactor.callLater(0, self.flush)
         else:
-            ca.libca.ca_flush_io()
+            ca_flush()
 
     def flush(self) -> None:
         self.pending = False
-        ca.libca.ca_flush_io()
+        ca_flush()
 
 
 flusher = _Flusher()
@@ -157,7 +153,8 @@ class PV:
         self.connected = False
         self.first_value = threading.Event()
         self.ftype = dbr_type(record.record, record.fields.get('FTVL'))
-        self.is_string = record.kind == 'string'
+        self.is_string = record.value_kind == 'string'
+        self.is_array = record.value_kind == 'array'
         self.enum_strs = tuple(record.choices())
         self.nelm = int(record.fields.get('NELM', 1))
         self._chid = None
@@ -214,7 +211,7 @@ class PV:
         if self.is_string and not isinstance(value, str):
             raw = bytes(np.asarray(value, dtype=np.uint8))
             return raw.split(b'\0', 1)[0].decode('utf-8', 'replace')
-        if self.record.kind == 'array':
+        if self.is_array:
             if isinstance(value, str):
                 return np.array([value])
             return np.atleast_1d(value)
@@ -261,7 +258,7 @@ class PV:
             return True
         done = threading.Event()
         self._put_callback(value, done.set)
-        ca.libca.ca_flush_io()
+        ca_flush()
         if done.wait(timeout):
             return True
         logger.error('put of %r to %s was not completed within %.1f s', value, self.name, timeout)

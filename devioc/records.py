@@ -8,7 +8,6 @@ checks every field against the record type's definition when the model class is 
 from __future__ import annotations
 
 import enum as _enum
-import itertools
 from collections.abc import Iterable
 from typing import Any, ClassVar, Union
 
@@ -24,7 +23,6 @@ FTVL_CHOICES = ('STRING', 'CHAR', 'UCHAR', 'SHORT', 'USHORT', 'LONG', 'ULONG', '
                 'FLOAT', 'DOUBLE', 'ENUM')
 
 Number = Union[int, float]
-_counter = itertools.count()
 
 
 class Problem:
@@ -44,16 +42,14 @@ class Record:
     """
 
     record_type: ClassVar[str] = ''
-    #: the Python type of the value seen by callbacks and get(): used for documentation and puts
+    #: what callbacks and get() see: 'number', 'enum' (state index), 'string' or 'array'
     value_kind: ClassVar[str] = 'number'
-    writable: ClassVar[bool] = True
 
     def __init__(self, name: str, *, desc: str | None = None, **fields: Any):
         self.name = name
         self.problems: list[Problem] = []
         self.fields: dict[str, Any] = {}
         self.user_fields: set[str] = set()
-        self.creation_counter = next(_counter)
         self.attname = ''  # set by the model class
         self.set_field('DESC', desc)
         for key, value in fields.items():
@@ -83,11 +79,6 @@ class Record:
     def record(self) -> str:
         """The EPICS record type this declaration renders as."""
         return self.record_type
-
-    @property
-    def kind(self) -> str:
-        """The value kind: 'number', 'enum', 'string' or 'array'."""
-        return self.value_kind
 
     def choices(self) -> list[str]:
         """State names for enum-like kinds (empty otherwise)."""
@@ -169,7 +160,6 @@ class EnumInput(_EnumBase):
     """Multi-state input (mbbi) for a state the app publishes; read-only to clients."""
 
     record_type = 'mbbi'
-    writable = False
 
     def __init__(self, name: str, choices: Any = ('OFF', 'ON'), default: Any = 0, **kwargs: Any):
         super().__init__(name, choices=choices, default=default, **kwargs)
@@ -205,7 +195,6 @@ class BoolInput(Record):
 
     record_type = 'bi'
     value_kind = 'enum'
-    writable = False
 
     def __init__(self, name: str, zname: str = 'OFF', oname: str = 'ON', default: int | None = None,
                  **kwargs: Any):
@@ -246,7 +235,6 @@ class BinaryInput(Record):
     """
 
     record_type = 'mbbiDirect'
-    writable = False
 
     def __init__(self, name: str, inp: str = '', shift: int = 0, default: int = 0, **kwargs: Any):
         super().__init__(name, **kwargs)
@@ -315,7 +303,6 @@ class IntegerInput(_Analog):
     """Integer input (longin) for a value the app publishes; read-only to clients."""
 
     record_type = 'longin'
-    writable = False
 
     def __init__(self, name: str, max_val: Number = 0, min_val: Number = 0, default: Number = 0,
                  units: str = '', **kwargs: Any):
@@ -329,7 +316,6 @@ class FloatInput(_Analog):
     """Floating-point input (ai) for a value the app publishes; read-only to clients."""
 
     record_type = 'ai'
-    writable = False
 
     def __init__(self, name: str, max_val: Number = 0.0, min_val: Number = 0.0, default: Number = 0.0,
                  prec: int = 4, units: str = '', **kwargs: Any):
@@ -379,7 +365,6 @@ class StringInput(_StringBase):
     """String input for text the app publishes: stringin, or a CHAR waveform beyond 39 characters."""
 
     short_type = 'stringin'
-    writable = False
 
 
 class Array(Record):

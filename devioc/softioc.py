@@ -140,8 +140,6 @@ class IOCProcess:
             partial = lines.pop()
             for line in lines:
                 self._line(line, label, console is None)
-            if partial.startswith(b'epics> '):
-                partial = partial[7:]
         if partial:
             self._line(partial, label, self.console is None)
 
