@@ -8,7 +8,7 @@ test can run several IOCs at once, each on its own port (the ``ca_port`` fixture
 Fixtures: ``ca_env`` (environment for subprocesses), ``ca_port`` (a free server port of the pool),
 ``device`` (a fresh device name), ``run_model`` (start a model, stopped when the test ends).
 Helpers: :func:`wait_for`, :func:`caget`, :func:`caput`, :func:`epics_tool`, :func:`stop_process`,
-:func:`child_pids`.
+:func:`child_pids`, :func:`answers`.
 """
 from __future__ import annotations
 
@@ -143,6 +143,15 @@ def _run_tool(args: list[str], env: dict[str, str] | None, timeout: float) -> st
 def caget(pvname: str, env: dict[str, str] | None = None, *args: str, timeout: float = 10.0) -> str:
     """The value of ``pvname`` as the C caget prints it with -t (value only); extra args go before the name."""
     return _run_tool([epics_tool('caget'), '-w', '3', '-t', *args, pvname], env, timeout)
+
+
+def answers(pvname: str, env: dict[str, str] | None = None, timeout: float = 5.0) -> bool:
+    """True if the C caget reads ``pvname`` (for ``wait_for`` while an IOC is starting)."""
+    try:
+        caget(pvname, env, timeout=timeout)
+    except (AssertionError, subprocess.TimeoutExpired):
+        return False
+    return True
 
 
 def caput(pvname: str, value: Any, env: dict[str, str] | None = None, *args: str, timeout: float = 10.0) -> str:

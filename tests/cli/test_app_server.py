@@ -11,6 +11,7 @@ import pytest
 
 from devioc import cli
 from devioc.testing import caget, caput, wait_for
+from devioc.testing import answers
 from devioc.testing import child_pids as children
 
 SITE_FIELD = "    site = models.String('site', max_length=20, default='$(site)', desc='Site')\n"
@@ -66,7 +67,7 @@ def test_list_pvs_prints_names_without_running(start, device):
 def test_headless_run_with_macro_until_sigterm(start, device, ca_env):
     """Without a terminal the app serves its PVs (macros applied), stays up, and exits 0 on SIGTERM."""
     proc = start('--device', device, '--macro', 'site=hutch')
-    wait_for(lambda: proc.poll() is not None or _answers(f'{device}:site', ca_env), timeout=30,
+    wait_for(lambda: proc.poll() is not None or answers(f'{device}:site', ca_env), timeout=30,
              what='the IOC to serve its PVs')
     assert proc.poll() is None, proc.stdout.read().decode()
     assert caget(f'{device}:site', ca_env) == 'hutch'
@@ -85,18 +86,10 @@ def test_headless_run_with_macro_until_sigterm(start, device, ca_env):
     time.strptime(first[:19], '%Y-%m-%d %H:%M:%S')   # log lines carry timestamps
 
 
-def _answers(pv, env):
-    try:
-        caget(pv, env, timeout=5)
-        return True
-    except AssertionError:
-        return False
-
-
 def test_ioc_death_gives_a_nonzero_exit_status(start, device, ca_env):
     """When the softIoc is killed the app stops by itself with status 128 + signal."""
     proc = start('--device', device, '--macro', 'site=x')
-    wait_for(lambda: proc.poll() is not None or _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC')
+    wait_for(lambda: proc.poll() is not None or answers(f'{device}:enum', ca_env), timeout=30, what='the IOC')
     iocs = children(proc.pid)
     assert len(iocs) == 1, iocs
     os.kill(iocs[0], signal.SIGKILL)
@@ -179,7 +172,7 @@ def test_signals_stop_cleanly_even_when_inherited_blocked(start, device, ca_env,
     """Started with SIGHUP/SIGPIPE/SIGTERM blocked (as procServ 2.7 starts its child), the app still
     shuts down cleanly, with status 0, on SIGTERM and on SIGHUP."""
     proc = start('--device', device, '--macro', 'site=x', preexec_fn=_block_like_procserv)
-    wait_for(lambda: proc.poll() is not None or _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC')
+    wait_for(lambda: proc.poll() is not None or answers(f'{device}:enum', ca_env), timeout=30, what='the IOC')
     proc.send_signal(sig)
     out, _ = proc.communicate(timeout=20)
     assert proc.returncode == 0, out.decode()

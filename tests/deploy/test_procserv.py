@@ -18,6 +18,7 @@ import pytest
 
 from devioc import cli
 from devioc.testing import caget, wait_for
+from devioc.testing import answers
 from devioc.testing import child_pids as children
 
 PROCSERV = shutil.which('procServ') or '/usr/bin/procServ'
@@ -213,7 +214,7 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
         second = children(server)
         assert len(second) == 1 and second != app
         known.update(descendants(server))
-        wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the restarted IOC')
+        wait_for(lambda: answers(f'{device}:enum', ca_env), timeout=30, what='the restarted IOC')
 
         # 'exit' on the console: the app stops cleanly (status 0) and procServ restarts it too
         mark = console.type('exit')
@@ -222,7 +223,7 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
         assert console.read_until(b'epics> ', start=mark), console.text()
         wait_for(lambda: children(server) not in ([], second), timeout=10, what='a third app')
         known.update(descendants(server))
-        wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after exit')
+        wait_for(lambda: answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after exit')
 
         # Ctrl-X: procServ sends the app SIGTERM (--killsig=15); it stops cleanly and is restarted
         third = children(server)
@@ -233,7 +234,7 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
         assert console.read_until(b'epics> ', start=mark), console.text()
         wait_for(lambda: children(server) not in ([], third), timeout=10, what='a fourth app')
         known.update(descendants(server))
-        wait_for(lambda: _answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after Ctrl-X')
+        wait_for(lambda: answers(f'{device}:enum', ca_env), timeout=30, what='the IOC after Ctrl-X')
     finally:
         if console is not None:
             console.close()
@@ -245,14 +246,6 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
     log = (tmp_path / 'log' / f'{INSTANCE}.log').read_text(errors='replace')
     assert f'{device}: 10 records up' in log
     assert 'Restarting child' in log
-
-
-def _answers(pv, env):
-    try:
-        caget(pv, env, timeout=5)
-        return True
-    except AssertionError:
-        return False
 
 
 def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env):
@@ -278,7 +271,7 @@ def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env
         assert started.returncode == 0, started.stdout + started.stderr
         assert f'console 127.0.0.1:{values["CONSOLE_PORT"]}' in started.stdout
         server = int((tmp_path / 'run' / 'procServ.pid').read_text())
-        wait_for(lambda: _answers(f'{device}:calc', ca_env), timeout=30, what='the IOC started by the init script')
+        wait_for(lambda: answers(f'{device}:calc', ca_env), timeout=30, what='the IOC started by the init script')
         status = service('status')
         assert status.returncode == 0 and f'running (pid {server}' in status.stdout
         assert 'already running' in service('start').stdout
