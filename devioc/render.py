@@ -6,6 +6,7 @@ are complete on their own. Output is stable: the same model, device and macros g
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
@@ -15,19 +16,17 @@ from . import checks
 
 TEMPLATES = Path(__file__).with_name('templates')
 _ESCAPES = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
+_SPECIAL = re.compile(r'[\\"\x00-\x1f\x7f]')
+
+
+def _escape(match: re.Match) -> str:
+    char = match.group()
+    return _ESCAPES.get(char) or f'\\x{ord(char):02x}'
 
 
 def dbstring(text: Any) -> str:
     """Escape text for a double-quoted .db/.cmd string (backslash, quote, control characters)."""
-    out = []
-    for char in str(text):
-        if char in _ESCAPES:
-            out.append(_ESCAPES[char])
-        elif ord(char) < 0x20 or ord(char) == 0x7f:
-            out.append(f'\\x{ord(char):02x}')
-        else:
-            out.append(char)
-    return ''.join(out)
+    return _SPECIAL.sub(_escape, str(text))
 
 
 def dbvalue(value: Any) -> str:
@@ -74,8 +73,8 @@ def render_db(model_class: type, device: str, macros: Mapping[str, str] | None =
     """The .db text of ``model_class`` for ``device``."""
     if records is None:
         records = expand_model(model_class, device, macros)
-    items = [
-        {'type': model_class._fields[att].record, 'name': name, 'fields': list(fields.items())}
+    items = [  # escaped here: the template only lays the text out
+        (model_class._fields[att].record, dbstring(name), [(key, dbvalue(value)) for key, value in fields.items()])
         for att, (name, fields) in records.items()
     ]
     return environment().get_template('model.db.j2').render(
