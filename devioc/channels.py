@@ -1,16 +1,20 @@
 """Channel Access channels to the model's own records, on pyepics' libca.
 
-Each field of a running model is a :class:`PV`. Its channel and monitor are made in libca directly
-once the IOC serves its records (the record type tells the DBR type, so no round trip is needed
-first). Monitor events arrive on libca's thread; they update the cached value there and
-are handed to the reactor thread with ``callFromThread``, where ``do_<field>(pv, value, ioc)`` runs,
-in order, once per posted value.
+Each field of a running model is a :class:`PV`. Its channel is made in libca directly once the IOC
+serves its records, with no Python connection callback: libca connects them all in C while the
+constructor waits in ``ca_pend_io``. A field is monitored only when it needs to be: at once when it
+has a ``do_<field>`` callback, else from its first ``get()``. So the values an app publishes to
+records it never reads do not come back to it as monitor events (the echo costs a round trip ~0.2 ms
+at the median and milliseconds at the tail). Monitor events arrive on libca's thread; they update the
+cached value there and are queued for the reactor thread (one ``callFromThread`` wake-up a batch),
+where ``do_<field>(pv, value, ioc)`` runs, in order, once per posted value.
 
 Puts without ``wait`` are queued in libca and flushed once per reactor turn (or at once when called
 outside the running reactor), so a publishing loop never pends on CA I/O per value.
 """
 from __future__ import annotations
 
+import collections
 import ctypes
 import itertools
 import logging
@@ -68,6 +72,38 @@ class _Flusher:
 flusher = _Flusher()
 
 
+class _Dispatcher:
+    """Hands monitor events from libca's thread to the reactor thread: in order, one wake-up a batch.
+
+    libca's thread only appends to a deque; the reactor is woken (a pipe write) only when no drain is
+    scheduled yet, so a burst of client writes costs one wake-up, not one each.
+    """
+
+    def __init__(self):
+        self.events: collections.deque = collections.deque()
+        self.scheduled = False
+
+    def post(self, reactor, pv: 'PV', value: Any) -> None:
+        """Queue ``pv``'s callback with ``value`` (libca's thread)."""
+        self.events.append((pv, value))
+        if not self.scheduled:
+            self.scheduled = True
+            reactor.callFromThread(self.drain)
+
+    def drain(self) -> None:
+        """Run the queued callbacks, then send what they wrote (reactor thread)."""
+        self.scheduled = False  # first: an event queued from here on schedules the next drain
+        events = self.events
+        while events:
+            pv, value = events.popleft()
+            pv._dispatch(value)
+        if flusher.pending:  # send now, not one reactor iteration later
+            flusher.flush()
+
+
+dispatcher = _Dispatcher()
+
+
 def ensure_context() -> None:
     """Load libca and create pyepics' CA context (preemptive callbacks) if not done yet."""
     if ca.libca is None:
@@ -79,20 +115,15 @@ def ca_flush() -> None:
     ca.libca.ca_flush_io()
 
 
-_by_chid: dict[int, 'PV'] = {}
 _pending_puts: dict[int, Any] = {}
 _put_keys = itertools.count()
+_subscribe_lock = threading.Lock()
+CS_CONN = 2  # ca_state() of a connected channel
 
 
-_registry_lock = threading.Lock()
-
-
-def _connection_event(args: Any) -> None:
-    """libca connection callback (libca's thread)."""
-    with _registry_lock:  # the channel may connect before connect() has registered it
-        pv = _by_chid.get(args.chid)
-    if pv is not None:
-        pv._on_connection(args.op == dbr.OP_CONN_UP)
+def pend_io(timeout: float) -> bool:
+    """Wait until every channel made without a connection callback is connected; False on timeout."""
+    return ca.libca.ca_pend_io(timeout) == dbr.ECA_NORMAL
 
 
 def _monitor_event(args: Any) -> None:
@@ -101,13 +132,19 @@ def _monitor_event(args: Any) -> None:
         return
     pv = args.usr
     try:
-        raw, data = dbr.cast_args(args)
-        meta = ca._unpack_metadata(ftype=args.type, dbr_value=raw)
-        value = _unpack(data, args.count, dbr.native_type(args.type), pv.nelm)
+        head = ctypes.cast(args.raw_dbr, pv._time_pointer).contents  # status, severity, stamp, first value
+        if pv._scalar_event and args.count == 1:  # the common case, read straight from the struct
+            value = head.value
+            if pv.ftype == dbr.STRING:
+                value = value.decode('utf-8', 'replace')
+        else:
+            value = _unpack(dbr.cast_args(args)[1], args.count, dbr.native_type(args.type), pv.nelm)
+        stamp = head.stamp
+        timestamp = stamp.secs + dbr.EPICS2UNIX_EPOCH + stamp.nsec * 1e-9
     except Exception:
         logger.exception('cannot unpack a monitor update of %s', getattr(pv, 'name', '?'))
         return
-    pv._on_monitor(value, meta.get('severity', 0), meta.get('status', 0), meta.get('timestamp', 0.0))
+    pv._on_monitor(value, head.severity, head.status, timestamp)
 
 
 def _unpack(data: Any, count: int, ntype: int, nelm: int) -> Any:
@@ -122,7 +159,6 @@ def _unpack(data: Any, count: int, ntype: int, nelm: int) -> Any:
     return out
 
 
-_CONNECTION_CB = dbr.make_callback(_connection_event, dbr.connection_args)
 _EVENT_CB = dbr.make_callback(_monitor_event, dbr.event_handler_args)
 
 
@@ -138,7 +174,8 @@ class PV:
 
     Compatible with the original's PV objects: ``get()``, ``put(value, wait=False)``, ``name``.
     ``get()`` returns the latest monitored value: int (state index) for enums and toggles, str for
-    strings, numpy array for arrays, float or int for numbers.
+    strings, numpy array for arrays, float or int for numbers. A field without a callback is
+    monitored from its first ``get()`` on (that first call waits for the IOC's current value).
     """
 
     def __init__(self, name: str, record: Any, model: Any, callback: Callable | None = None):
@@ -146,12 +183,10 @@ class PV:
         self.record = record
         self.model = model
         self.callback = callback
-        self.value: Any = None
+        self._value: Any = None
         self.severity = 0
         self.status = 0
         self.timestamp = 0.0
-        self.connected = False
-        self.first_value = threading.Event()
         self.ftype = dbr_type(record.record, record.fields.get('FTVL'))
         self.is_string = record.value_kind == 'string'
         self.is_array = record.value_kind == 'array'
@@ -160,52 +195,66 @@ class PV:
         self._chid = None
         self._subscription = None
         self._reactor = None
-        self._native = (self.ftype, self.nelm)
+        self._on_first_value: Callable[['PV'], None] | None = None
+        self._has_value: threading.Event | None = None
+        self._native: tuple[int, int] | None = None
+        self._time_pointer: Any = None
+        self._scalar_event = False
         self._scalar = None
 
-    # -- connection and monitor (libca thread)
-    def connect(self, reactor, on_first_value: Callable[['PV'], None] | None = None) -> None:
-        """Create the channel and its monitor subscription in libca; returns at once.
+    # -- channel and monitor
+    def connect(self, reactor) -> None:
+        """Create the channel in libca; returns at once (:func:`pend_io` waits for the connection).
 
         libca is called directly: pyepics' create_channel and create_subscription cost ~0.4 ms a
         channel (context checks, caches, two CA pends per subscription), 4 s for 10,000 records.
         """
         ensure_context()
         self._reactor = reactor
-        self._on_first_value = on_first_value
         chid = dbr.chid_t()
-        with _registry_lock:
-            self._check(ca.libca.ca_create_channel(self.name.encode(), _CONNECTION_CB, None, 0,
-                                                   ctypes.byref(chid)), 'create a channel to')
-            self._chid = chid
-            _by_chid[chid.value] = self
-        user_arg = ctypes.py_object(self)
-        event_id = ctypes.c_void_p()
-        ftype = ca.promote_fieldtype(self.ftype, use_time=True)
-        self._check(ca.libca.ca_create_subscription(ftype, 0, chid, MONITOR_MASK, _EVENT_CB, user_arg,
-                                                    ctypes.byref(event_id)), 'subscribe to')
-        self._subscription = (user_arg, event_id)  # libca holds pointers to both: keep them alive
+        self._check(ca.libca.ca_create_channel(self.name.encode(), None, None, 0, ctypes.byref(chid)),
+                    'create a channel to')
+        self._chid = chid
 
-    def _on_connection(self, conn: bool) -> None:
-        chid = self._chid  # set before the registry lock let this callback find the PV
-        if conn and chid is not None:  # the native type and size, for puts: looked up once, not per put
-            self._native = (ca.libca.ca_field_type(chid), ca.libca.ca_element_count(chid))
-            self._scalar = (dbr.Map[self._native[0]] * 1)() if self._native[0] != dbr.STRING else None
-        was, self.connected = self.connected, conn
-        if was and not conn:
-            logger.warning('%s disconnected', self.name)
-        elif conn and not was and self.first_value.is_set():
-            logger.info('%s reconnected', self.name)
+    def subscribe(self, on_first_value: Callable[['PV'], None] | None = None) -> None:
+        """Monitor the record: every value it posts updates ``get()`` and goes to the callback.
+
+        ``on_first_value(pv)`` is called (on libca's thread) when the first value has arrived.
+        """
+        with _subscribe_lock:
+            if self._subscription is not None or self._chid is None:
+                return
+            self._on_first_value = on_first_value
+            self._has_value = threading.Event()
+            user_arg = ctypes.py_object(self)
+            event_id = ctypes.c_void_p()
+            ftype = ca.promote_fieldtype(self.ftype, use_time=True)
+            self._time_pointer = ctypes.POINTER(dbr.Map[ftype])
+            self._scalar_event = self.nelm == 1 and self.ftype != dbr.CHAR
+            self._check(ca.libca.ca_create_subscription(ftype, 0, self._chid, MONITOR_MASK, _EVENT_CB, user_arg,
+                                                        ctypes.byref(event_id)), 'subscribe to')
+            self._subscription = (user_arg, event_id)  # libca holds pointers to both: keep them alive
+
+    @property
+    def monitored(self) -> bool:
+        """True once the record is monitored (a callback, or a ``get()`` has been made)."""
+        return self._subscription is not None
+
+    @property
+    def connected(self) -> bool:
+        """True while the channel is connected."""
+        chid = self._chid
+        return chid is not None and ca.libca.ca_state(chid) == CS_CONN
 
     def _on_monitor(self, value: Any, severity: int = 0, status: int = 0, timestamp: float = 0.0) -> None:
         value = self._from_ca(value)
-        self.value, self.severity, self.status, self.timestamp = value, severity, status, timestamp
-        if not self.first_value.is_set():
-            self.first_value.set()
+        self._value, self.severity, self.status, self.timestamp = value, severity, status, timestamp
+        if not self._has_value.is_set():
+            self._has_value.set()
             if self._on_first_value is not None:
                 self._on_first_value(self)
         if self.callback is not None:
-            self._reactor.callFromThread(self._dispatch, value)
+            dispatcher.post(self._reactor, self, value)
 
     def _from_ca(self, value: Any) -> Any:
         if self.is_string and not isinstance(value, str):
@@ -219,18 +268,39 @@ class PV:
 
     # -- callbacks (reactor thread)
     def _dispatch(self, value: Any) -> None:
+        callback = self.callback
+        if callback is None:  # disconnected after the event was queued
+            return
         try:
-            self.callback(self, value, self.model)
+            callback(self, value, self.model)
         except Exception:
             logger.exception('do_%s(%r) raised; later updates are still delivered', self.record.attname, value)
 
     # -- reads
-    def get(self, as_string: bool = False, **_: Any) -> Any:
-        """The latest value the IOC posted; ``as_string=True`` gives enums as their state name."""
-        if as_string and self.enum_strs and isinstance(self.value, (int, np.integer)):
-            index = int(self.value)
+    def get(self, as_string: bool = False, timeout: float = 5.0, **_: Any) -> Any:
+        """The latest value the IOC posted; ``as_string=True`` gives enums as their state name.
+
+        The first call on a field without a callback subscribes to it and waits (at most
+        ``timeout`` seconds) for the IOC's current value, which includes every put made before.
+        """
+        if self._subscription is None:
+            if not self.connected:
+                raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
+            self.subscribe()
+            ca_flush()
+        if not self._has_value.wait(timeout):
+            logger.error('%s sent no value within %.1f s', self.name, timeout)
+            return None
+        value = self._value
+        if as_string and self.enum_strs and isinstance(value, (int, np.integer)):
+            index = int(value)
             return self.enum_strs[index] if 0 <= index < len(self.enum_strs) else str(index)
-        return self.value
+        return value
+
+    @property
+    def value(self) -> Any:
+        """The latest value, as ``get()`` (pyepics' PV.value)."""
+        return self.get()
 
     @property
     def char_value(self) -> str:
@@ -241,7 +311,9 @@ class PV:
         """True while the channel is connected (the original's name)."""
         return self.connected
 
-    is_connected = is_active
+    def is_connected(self) -> bool:
+        """True while the channel is connected (pyepics' name)."""
+        return self.connected
 
     # -- writes
     def put(self, value: Any, wait: bool = False, timeout: float = 30.0, **_: Any) -> bool:
@@ -295,8 +367,13 @@ class PV:
 
     def _data(self, value: Any) -> tuple[int, int, Any]:
         """Convert a Python value to (ftype, count, ctypes data) for the record's native type."""
-        if self._chid is None or not self.connected:
-            raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
+        if self._chid is None:
+            raise RuntimeError(f'{self.name} is closed: the model has been shut down')
+        if self._native is None:  # the native type and size never change: looked up once, not per put
+            if not self.connected:
+                raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
+            self._native = (ca.libca.ca_field_type(self._chid), ca.libca.ca_element_count(self._chid))
+            self._scalar = (dbr.Map[self._native[0]] * 1)() if self._native[0] != dbr.STRING else None
         ftype, nelm = self._native
         kind = type(value)
         if (kind is int or kind is float) and nelm == 1 and self._scalar is not None and ftype != dbr.CHAR:
@@ -354,16 +431,13 @@ class PV:
                 pass
             self._subscription = None
         if self._chid is not None:
-            with _registry_lock:
-                _by_chid.pop(self._chid.value, None)
             try:
                 ca.libca.ca_clear_channel(self._chid)
             except Exception:
                 pass
             self._chid = None
         self.callback = None
-        self.connected = False
 
     def __repr__(self) -> str:
         state = 'connected' if self.connected else 'disconnected'
-        return f'<PV {self.name} {state} value={self.value!r}>'
+        return f'<PV {self.name} {state} value={self._value!r}>'

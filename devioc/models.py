@@ -17,7 +17,7 @@ import time
 import weakref
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from . import checks, render
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
@@ -141,61 +141,93 @@ class Model(metaclass=ModelType):
         self._lock_file = handle
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
-        from twisted.internet import reactor
-
-        from .channels import PV, ca_flush
-
         self.directory.mkdir(parents=True, exist_ok=True)
         db_file = self.directory / f'{self.db_name}.db'
         cmd_file = self.directory / f'{self.db_name}.cmd'
         db_file.write_text(render.render_db(type(self), self.device_name, records=records))
         cmd_file.write_text(render.render_cmd(type(self), self.device_name, db_filename=db_file.name))
-
-        pending = set(records)
-        all_values = threading.Event()
-
-        def first_value(pv):
-            pending.discard(pv.record.attname)
-            if not pending:
-                all_values.set()
-
-        for attname, (pv_name, _) in records.items():
-            record = self._fields[attname]
-            callback = getattr(self.callbacks, f'do_{attname}'.lower(), None)
-            pv = PV(pv_name, record, self, callback)
-            self._pvs[attname] = pv
-            setattr(self, attname, pv)
-
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
         self.process = IOCProcess([self.command, cmd_file.name], self.directory, env, self.device_name,
-                                  on_exit=lambda code: reactor.callFromThread(self.on_ioc_exit, code))
+                                  on_exit=self._ioc_exited)
         started = time.monotonic()
         self.process.start()
         _running.add(self)
+
+        # softIoc spends ~0.5 s in iocInit: import the reactor and libca and make the PVs meanwhile
+        from twisted.internet import reactor
+
+        from .channels import PV
+
+        callbacks = {}
+        for attname, (pv_name, _) in records.items():
+            callback = getattr(self.callbacks, f'do_{attname}'.lower(), None)
+            pv = PV(pv_name, self._fields[attname], self, callback)
+            self._pvs[attname] = pv
+            setattr(self, attname, pv)
+            if callback is not None:
+                callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
-        # Channels are made once the IOC serves its records: searches sent before would be retried
-        # only after libca's back-off (up to a second later), as no CA repeater relays beacons here.
-        self.process.ready.wait(limit)
-        for pv in self._pvs.values():
-            pv.connect(reactor, first_value)
-        ca_flush()
-        while not all_values.wait(0.05):
-            if self.process.exited.is_set() or self.process.load_failed:
-                raise IOCStartError(self._start_failure('softIoc exited during start-up' if self.process.exited.is_set()
-                                                        else 'softIoc could not load the database'))
-            if time.monotonic() - started > limit:
-                missing = sorted(self._pvs[a].name for a in pending)
-                shown = ', '.join(missing[:20]) + (f' and {len(missing) - 20} more' if len(missing) > 20 else '')
-                hint = ('another CA server uses this port on this host: give this IOC its own port (ca_port= or '
-                        'EPICS_CA_SERVER_PORT)' if any('TCP port was unavailable' in line for line in self.process.tail)
-                        else 'check that EPICS_CA_ADDR_LIST reaches this host and no other IOC serves these names')
-                raise IOCStartError(self._start_failure(
-                    f'{len(missing)} of {len(records)} records did not connect within {limit:.1f} s: {shown}; {hint}'))
+        self._connect(reactor, callbacks, started + limit, limit)
         self.ready = True
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self.device_name, len(records),
                     time.monotonic() - started, self.process.pid, self.directory)
+
+    def _connect(self, reactor: Any, callbacks: dict[str, Any], deadline: float, limit: float) -> None:
+        """Connect every record once softIoc serves them, and monitor the fields with callbacks."""
+        from .channels import ca_flush, pend_io
+
+        # Channels are made once the IOC serves its records: searches sent before would be retried
+        # only after libca's back-off (up to a second later), as no CA repeater relays beacons here.
+        self._wait(lambda: self.process.ready.wait(0.05), deadline,
+                   lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
+        for pv in self._pvs.values():
+            pv.connect(reactor)
+        self._wait(lambda: pend_io(0.05), deadline, lambda: self._missing(
+            [pv.name for pv in self._pvs.values() if not pv.connected], len(self._pvs), limit, 'connect'))
+
+        # their first values are the initial callbacks, called when the reactor runs
+        pending = set(callbacks)
+        lock = threading.Lock()
+        first_values = threading.Event()
+
+        def first_value(pv):
+            with lock:
+                pending.discard(pv.record.attname)
+                if not pending:
+                    first_values.set()
+
+        if not callbacks:
+            first_values.set()
+        for pv in callbacks.values():
+            pv.subscribe(first_value)
+        ca_flush()
+        self._wait(lambda: first_values.wait(0.05), deadline, lambda: self._missing(
+            [callbacks[a].name for a in sorted(pending)], len(callbacks), limit, 'send a first value'))
+
+    def _wait(self, done: Callable[[], bool], deadline: float, failure: Callable[[], str]) -> None:
+        """Poll ``done`` until true; IOCStartError if softIoc exits or fails to load, or at the deadline."""
+        while not done():
+            if self.process.exited.is_set():
+                raise IOCStartError(self._start_failure('softIoc exited during start-up'))
+            if self.process.load_failed:
+                raise IOCStartError(self._start_failure('softIoc could not load the database'))
+            if time.monotonic() > deadline:
+                raise IOCStartError(self._start_failure(failure()))
+
+    def _missing(self, missing: list[str], total: int, limit: float, what: str) -> str:
+        shown = ', '.join(missing[:20]) + (f' and {len(missing) - 20} more' if len(missing) > 20 else '')
+        hint = ('another CA server uses this port on this host: give this IOC its own port (ca_port= or '
+                'EPICS_CA_SERVER_PORT)' if any('TCP port was unavailable' in line for line in self.process.tail)
+                else 'check that EPICS_CA_ADDR_LIST reaches this host and no other IOC serves these names')
+        return f'{len(missing)} of {total} records did not {what} within {limit:.1f} s: {shown}; {hint}'
+
+    def _ioc_exited(self, code: int) -> None:
+        """softIoc's exit, seen on a reader thread: handled on the reactor thread."""
+        from twisted.internet import reactor
+
+        reactor.callFromThread(self.on_ioc_exit, code)
 
     def _start_failure(self, what: str) -> str:
         tail = '\n  '.join(self.process.tail) if self.process else ''

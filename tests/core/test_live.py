@@ -312,3 +312,42 @@ def test_puts_convert_between_python_and_record_types(live):
     ioc.floatout.put(3, wait=True)
     assert caget(pv(ioc, 'intval')) == '7'
     assert caget(pv(ioc, 'floatout')) == '3'
+
+
+class Watched(models.Model):
+    level = models.Float('level', prec=2)
+    note = models.String('note')
+    count = models.IntegerInput('count')
+    cmd = models.Integer('cmd')
+
+
+class WatchedApp:
+    def do_cmd(self, pv, value, ioc):
+        pass
+
+
+def test_fields_without_callbacks_are_monitored_from_their_first_get(device, ca_port):
+    """Only fields with a callback are monitored from the start; the first get() of another one
+    returns the IOC's current value (client writes and the app's own earlier puts included)."""
+    ioc = Watched(device, callbacks=WatchedApp(), ca_port=ca_port)
+    try:
+        assert ioc.cmd.monitored and not ioc.level.monitored and not ioc.count.monitored
+        caput(f'{device}:level', '2.5')
+        caput(f'{device}:note', 'from a client')
+        assert not ioc.level.monitored
+        assert ioc.level.get() == 2.5 and ioc.level.monitored
+        assert ioc.note.value == 'from a client'
+        ioc.count.put(41)
+        ioc.count.put(42)
+        assert ioc.count.get() == 42  # the subscription follows the puts on the same circuit
+        caput(f'{device}:level', '7.25')
+        deadline = time.monotonic() + 5
+        while ioc.level.get() != 7.25 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert ioc.level.get() == 7.25
+    finally:
+        ioc.shutdown()
+    with pytest.raises(RuntimeError, match='count is closed: the model has been shut down'):
+        ioc.count.put(1)
+    with pytest.raises(RuntimeError, match='cmd is not connected'):
+        ioc.cmd.get()
