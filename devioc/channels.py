@@ -94,7 +94,7 @@ class _Dispatcher:
         """Run the queued callbacks, then send what they wrote (reactor thread)."""
         self.scheduled = False  # first: an event queued from here on schedules the next drain
         events = self.events
-        while events:
+        for _ in range(len(events)):  # those queued now: a flood of writes never starves the reactor
             pv, value = events.popleft()
             pv._dispatch(value)
         if flusher.pending:  # send now, not one reactor iteration later
