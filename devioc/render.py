@@ -52,7 +52,6 @@ def environment():
         autoescape=False,
     )
     env.filters['dbstring'] = dbstring
-    env.filters['dbvalue'] = dbvalue
     return env
 
 
