@@ -97,6 +97,12 @@ def cell(vals, fmt='{:.3f}', scale=1.0) -> str:
     return f"{m} ({fmt.format(min(vals))}–{fmt.format(max(vals))})"
 
 
+def table_head(first: str, subjects) -> list:
+    """The header and separator lines of a table with one column per subject."""
+    return ['| ' + first + ' | ' + ' | '.join(NAMES[s] for s in subjects) + ' |',
+            '|---' * (len(subjects) + 1) + '|']
+
+
 def errors(runs, subject) -> list:
     return [r for r in runs if r['subject'] == subject and 'error' in r['result']]
 
@@ -144,15 +150,13 @@ def markdown(meta, runs, subjects) -> str:
         w('Seconds from spawning the server to the client holding all N channels connected and '
           'a read of the last one (and, for Python subjects, the server logic reporting ready). '
           'Mixed kinds: ao, longout, bo, mbbo, stringout, ai.\n')
-        w('| N | ' + ' | '.join(NAMES[s] for s in subjects) + ' |')
-        w('|---' * (len(subjects) + 1) + '|')
+        out.extend(table_head('N', subjects))
         for n in sizes:
             w(f'| {n:,} | ' + ' | '.join(cell(collect(runs, 'startup', s, ('startup_s',), n))
                                          for s in subjects) + ' |')
         w('\nPeak resident memory, MB: the sum of VmHWM over the server process tree '
           '(devioc: Python + its softIoc child).\n')
-        w('| N | ' + ' | '.join(NAMES[s] for s in subjects) + ' |')
-        w('|---' * (len(subjects) + 1) + '|')
+        out.extend(table_head('N', subjects))
         for n in sizes:
             w(f'| {n:,} | ' + ' | '.join(cell(collect(runs, 'startup', s, ('rss_hwm_mb',), n), '{:.0f}')
                                          for s in subjects) + ' |')
@@ -162,8 +166,7 @@ def markdown(meta, runs, subjects) -> str:
         w('## Round trip: client puts k to cmd, server logic writes k+1 to result, client sees it\n')
         w('Milliseconds, measured in the client from the put to the monitor callback carrying k+1. '
           'Raw softIoc: a calc record (`A+1`, INPA `cmd CP`) is the logic.\n')
-        w('| metric | ' + ' | '.join(NAMES[s] for s in subjects) + ' |')
-        w('|---' * (len(subjects) + 1) + '|')
+        out.extend(table_head('metric', subjects))
         for label, name in (('b2b', 'back to back'), ('paced', 'paced, 20 ms idle')):
             for q in ('p50', 'p90', 'p99'):
                 w(f'| {name} {q} | ' + ' | '.join(cell(collect(runs, 'work', s, ('rtt', label, q)))
@@ -176,8 +179,7 @@ def markdown(meta, runs, subjects) -> str:
         w('Loop rate: values/s of the server\'s own loop. Received: monitor updates the client got '
           '(CA may merge updates a slow client has not taken yet; the latest value must arrive). '
           'Delivered rate: updates received / (last arrival - loop start).\n')
-        w('| metric | ' + ' | '.join(NAMES[s] for s in py) + ' |')
-        w('|---' * (len(py) + 1) + '|')
+        out.extend(table_head('metric', py))
         for key, name, fmt in (('loop_rate', 'loop rate, values/s', '{:.0f}'),
                                ('received', 'updates received', '{:.0f}'),
                                ('delivered_rate', 'delivered rate, values/s', '{:.0f}'),
@@ -191,8 +193,7 @@ def markdown(meta, runs, subjects) -> str:
         w('First row: 10,000 writes as fast as the client can (`ca_array_put` + flush each). '
           'Then paced rates for a fixed time each. Cells: received/sent (median), in order '
           'in every repeat?, callback rate (values/s).\n')
-        w('| writes | ' + ' | '.join(NAMES[s] for s in py) + ' |')
-        w('|---' * (len(py) + 1) + '|')
+        out.extend(table_head('writes', py))
         phases = sorted({row['phase']: row.get('rate') for r in runs if r['part'] == 'work'
                          for row in r['result'].get('intake', [])}.items())
         for i, (phase, rate) in enumerate(phases):
