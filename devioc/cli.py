@@ -14,6 +14,7 @@ import importlib.util
 import keyword
 import os
 import re
+import shlex
 import sys
 from collections.abc import Iterable
 from pathlib import Path
@@ -261,7 +262,7 @@ def main() -> None:
     """devioc: declare an EPICS soft IOC as a Python class, run it on EPICS base's softIoc."""
 
 
-@main.command('startproject')
+@main.command('startproject', context_settings={'help_option_names': ['-h', '--help']})
 @click.argument('name')
 @click.argument('directory', required=False, type=click.Path(file_okay=False))
 def startproject(name: str, directory: str | None) -> None:
@@ -307,7 +308,7 @@ def render_command(model: str, device: str, macros: tuple, output: str) -> None:
     cmd_path.write_text(cmd_text)
     click.echo(f'wrote {db_path}')
     click.echo(f'wrote {cmd_path}')
-    click.echo(f'run it with: cd {out} && softIoc {cmd_path.name}')
+    click.echo(f'run it with: cd {shlex.quote(str(out))} && {shlex.quote(_softioc_hint())} {cmd_path.name}')
 
 
 @main.command('list-pvs')
@@ -338,6 +339,40 @@ def check_command(model: str, device: str, macros: tuple) -> None:
     except ModelError as err:
         raise ModelProblems(model, err) from None
     click.echo(f'{model}: no problems found ({len(records)} records for device {device})')
+
+
+def _softioc_hint() -> str:
+    """The softIoc to name in hints: its full path when devioc finds one, as the shell may not."""
+    from .softioc import SoftIocNotFound, epics_tool
+    try:
+        return epics_tool('softIoc')
+    except SoftIocNotFound:
+        return 'softIoc'
+
+
+@main.command('console')
+@click.argument('instance', required=False)
+@click.option('-s', '--socket', 'socket_path', type=click.Path(), default=None,
+              help='The console socket itself (default: /run/<project>/<INSTANCE>/console).')
+def console_command(instance: str | None, socket_path: str | None) -> None:
+    """Open the IOC shell of a deployed INSTANCE (procServ's console socket).
+
+    INSTANCE is the instance name (MYIOC-001) or the unit's (myioc@MYIOC-001). Ctrl-] leaves;
+    Ctrl-X kills the app and procServ restarts it; Ctrl-T toggles procServ's auto-restart.
+    The socket is mode 0660 for the service user and group: run as that user (sudo -u myioc),
+    as root, or as a member of the group. From another host: ssh -t HOST devioc console INSTANCE.
+    """
+    from . import console
+
+    if not instance and not socket_path:
+        raise click.UsageError('give an INSTANCE (e.g. myioc@MYIOC-001) or --socket PATH')
+    try:
+        path = socket_path or console.find_socket(instance)
+        sock = console.connect(path)
+    except console.ConsoleError as err:
+        raise DeviocError(str(err)) from None
+    with sock:
+        console.attach(sock)
 
 
 def startproject_main(argv: list[str] | None = None) -> None:

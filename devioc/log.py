@@ -44,12 +44,29 @@ class TermColor:
         return f'{cls.BOLD}{text}{cls.ENDC}'
 
 
+def use_colour(stream) -> bool:
+    """True when ``stream`` is a terminal that shows colours.
+
+    Not when ``NO_COLOR`` is set (https://no-color.org; the generated systemd unit and SysV script
+    set it, because procServ gives the app a pty and keeps everything it shows in its log file), nor
+    when ``TERM`` is unset or ``dumb`` (daemons, pipes, editors' consoles).
+    """
+    if os.environ.get('NO_COLOR'):
+        return False
+    if os.environ.get('TERM', 'dumb') == 'dumb':
+        return False
+    try:
+        return bool(stream.isatty())
+    except (AttributeError, ValueError, OSError):
+        return False
+
+
 class ColoredConsoleHandler(logging.StreamHandler):
-    """A stream handler that colours warnings and errors when writing to a terminal."""
+    """A stream handler that colours warnings and errors when writing to a terminal (:func:`use_colour`)."""
 
     def format(self, record: logging.LogRecord) -> str:
         msg = super().format(record)
-        if os.environ.get('NO_COLOR') or not getattr(self.stream, 'isatty', lambda: False)():
+        if not use_colour(self.stream):
             return msg
         if record.levelno == logging.WARNING:
             return TermColor.warn(msg)
@@ -69,9 +86,6 @@ def get_module_logger(name: str) -> logging.Logger:
     different packages collide), so ``logging.getLogger('devioc')`` configures all of devioc.
     """
     return logging.getLogger(name)
-
-
-
 
 
 def log_to_console(level: int = LOG_LEVEL) -> None:

@@ -8,7 +8,6 @@ record is connected, with ``ioc.<field>`` a :class:`devioc.channels.PV`.
 from __future__ import annotations
 
 import atexit
-import fcntl
 import logging
 import os
 import re
@@ -19,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checks, render
+from . import checks, lock, render
+from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
     FloatInput, Integer, IntegerInput, Record, String, StringInput, Toggle,
@@ -31,8 +31,8 @@ logger = logging.getLogger(__name__)
 _running: weakref.WeakSet = weakref.WeakSet()
 
 
-class DeviceBusy(RuntimeError):
-    """Another process on this host already runs an IOC for the same device."""
+class CacheDirError(OSError):
+    """The model's cache directory (its .db and .cmd) cannot be made; the message says what to set."""
 
 
 class ModelType(type):
@@ -54,15 +54,32 @@ class ModelType(type):
 
 
 def cache_root() -> Path:
-    """Where models write their .db/.cmd: $DEVIOC_CACHE_DIR, else $XDG_CACHE_HOME/devioc or ~/.cache/devioc."""
+    """The directory models write their .db/.cmd under, made if needed.
+
+    ``$DEVIOC_CACHE_DIR`` (the generated systemd unit sets it to its ``CacheDirectory=``), else
+    ``$XDG_CACHE_HOME/devioc``, else ``~/.cache/devioc``.
+
+    Raises:
+        CacheDirError: the directory cannot be made or written; the message names the path and
+            the variable to set.
+    """
     if os.environ.get('DEVIOC_CACHE_DIR'):
-        return Path(os.environ['DEVIOC_CACHE_DIR'])
-    return Path(os.environ.get('XDG_CACHE_HOME') or Path.home() / '.cache') / 'devioc'
-
-
-def lock_root() -> Path:
-    """Where the one-instance-per-device locks live, shared by all users of the host."""
-    return Path(os.environ.get('DEVIOC_LOCK_DIR') or '/tmp/devioc-locks')
+        root, source = Path(os.environ['DEVIOC_CACHE_DIR']), '$DEVIOC_CACHE_DIR'
+    elif os.environ.get('XDG_CACHE_HOME'):
+        root, source = Path(os.environ['XDG_CACHE_HOME']) / 'devioc', '$XDG_CACHE_HOME'
+    else:
+        root, source = Path.home() / '.cache' / 'devioc', 'the home directory ($HOME)'
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        if not os.access(root, os.W_OK | os.X_OK):
+            raise PermissionError(13, 'not writable', str(root))
+    except OSError as err:
+        raise CacheDirError(
+            err.errno, f'cannot make the devioc cache directory {root} (from {source}): {err.strerror}. '
+            'Set DEVIOC_CACHE_DIR to a directory this user can write (under systemd: '
+            'CacheDirectory=NAME and Environment=DEVIOC_CACHE_DIR=%C/NAME, as the generated unit does)',
+            str(root)) from None
+    return root
 
 
 def _safe(name: str) -> str:
@@ -118,27 +135,8 @@ class Model(metaclass=ModelType):
 
     # -- start-up
     def _lock(self) -> None:
-        root = lock_root()
-        root.mkdir(parents=True, exist_ok=True)
-        try:
-            os.chmod(root, 0o1777)
-        except PermissionError:
-            pass
-        path = root / f'{_safe(self.device_name)}.lock'
-        handle = open(path, 'a+')
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            owner = handle.read().strip() or 'unknown'
-            handle.close()
-            raise DeviceBusy(f'device {self.device_name} is already running on this host ({owner}); stop it '
-                             f'first, or run this one with another device name') from None
-        handle.seek(0)
-        handle.truncate()
-        handle.write(f'pid {os.getpid()}, since {time.strftime("%Y-%m-%d %H:%M:%S")}\n')
-        handle.flush()
-        self._lock_file = handle
+        """Take the host-wide lock of this device (:mod:`devioc.lock`); raises DeviceBusy if it is held."""
+        self._lock_file = lock.acquire(self.device_name)
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)

@@ -48,6 +48,10 @@ def _stop_reactor(reactor: Any) -> None:
         pass
 
 
+PROMPT = b'epics> '
+DOUBLE_PROMPT = PROMPT + PROMPT
+
+
 class Console:
     """The link between a terminal and a running model's IOC shell (made by :func:`attach_console`)."""
 
@@ -87,8 +91,12 @@ class Console:
         self.active = False   # the terminal closing at shutdown is not the operator's Ctrl-D
 
     def show(self, chunk: bytes) -> None:
-        """Pass the IOC's output to the terminal unchanged (called from the IOC's reader thread)."""
-        _write_all(self.stdout_fd, chunk)
+        """Pass the IOC's output to the terminal (called from the IOC's reader thread).
+
+        softIoc's prompt from after iocInit sits in its stdout buffer until the empty line that
+        :meth:`start` sends flushes it together with the prompt that line gives: show one of them.
+        """
+        _write_all(self.stdout_fd, chunk.replace(DOUBLE_PROMPT, PROMPT))
 
     def typed(self, data: bytes) -> None:
         """Send complete lines to the IOC shell; ``exit`` shuts the app down instead."""

