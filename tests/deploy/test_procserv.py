@@ -1,8 +1,10 @@
 """End to end: a generated project's deploy files run the app under procServ, as a site would.
 
 The systemd unit's ExecStart is taken from the rendered unit and expanded the way systemd does
-(%i, ${VAR} within a word, $VAR split into words) with the values of the rendered instance env file,
-then run directly (no systemd here). The SysV init-template is run with start/status/stop.
+(%i and the directory specifiers, ${VAR} within a word, $VAR split into words) with the values of
+the rendered instance env file and the unit's Environment= lines, then run directly (no systemd
+here) with HOME pointing where nothing can be made (a service user without a home). The SysV
+init-template is run with start/status/stop.
 """
 import os
 import re
@@ -33,12 +35,6 @@ def need_procserv():
         pytest.skip('procServ is not installed (apt-get install procserv); CI runs this test')
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(('127.0.0.1', 0))
-        return sock.getsockname()[1]
-
-
 def read_env_file(path) -> dict:
     values = {}
     for line in open(path):
@@ -53,18 +49,59 @@ def write_env_file(path, values: dict) -> None:
     path.write_text(''.join(f'{k}={v}\n' for k, v in values.items()))
 
 
-def exec_start(unit_text: str, instance: str, env: dict) -> list[str]:
-    """The unit's ExecStart as systemd would run it."""
+def specifiers(text: str, instance: str, roots: dict) -> str:
+    """systemd's %i and directory specifiers (%S, %C, %t, %L) replaced, as for a system unit."""
+    text = text.replace('%i', instance)
+    for spec, root in roots.items():
+        text = text.replace(spec, str(root))
+    return text
+
+
+def unit_environment(unit_text: str, instance: str, roots: dict) -> dict:
+    """The variables of the unit's Environment= lines (quoted "K=V" items or bare K=V words)."""
+    values = {}
+    for line in re.findall(r'^Environment=(.*)$', unit_text, re.M):
+        for item in shlex.split(line):
+            key, _, value = item.partition('=')
+            values[key] = specifiers(value, instance, roots)
+    return values
+
+
+def exec_line(unit_text: str, key: str, instance: str, env: dict, roots: dict | None = None) -> list[str]:
+    """The unit's ExecStart (or ExecStartPre) as systemd would run it."""
     joined = re.sub(r'\\\n\s*', ' ', unit_text)
-    line = next(l for l in joined.splitlines() if l.startswith('ExecStart='))[len('ExecStart='):]
+    line = next(l for l in joined.splitlines() if l.startswith(f'{key}='))[len(key) + 1:]
     argv = []
-    for word in shlex.split(line.replace('%i', instance)):
+    for word in shlex.split(specifiers(line, instance, roots or {})):
         whole = re.fullmatch(r'\$([A-Za-z_]\w*)', word)
         if whole:
             argv.extend(env.get(whole.group(1), '').split())
         else:
             argv.append(re.sub(r'\$\{(\w+)\}', lambda m: env.get(m.group(1), ''), word))
     return argv
+
+
+def exec_start(unit_text: str, instance: str, env: dict, roots: dict | None = None) -> list[str]:
+    return exec_line(unit_text, 'ExecStart', instance, env, roots)
+
+
+def tcp_listeners(pid: int) -> list[str]:
+    """The TCP sockets process ``pid`` listens on (its socket inodes found in /proc/net/tcp, tcp6)."""
+    inodes = set()
+    for fd in os.listdir(f'/proc/{pid}/fd'):
+        try:
+            target = os.readlink(f'/proc/{pid}/fd/{fd}')
+        except OSError:
+            continue
+        if target.startswith('socket:['):
+            inodes.add(target[8:-1])
+    found = []
+    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
+        for line in open(table).read().splitlines()[1:]:
+            fields = line.split()
+            if fields[3] == '0A' and fields[9] in inodes:
+                found.append(fields[1])
+    return found
 
 
 def alive(pid: int) -> bool:
@@ -81,25 +118,6 @@ def descendants(pid: int) -> list[int]:
     for child in children(pid):
         found.append(child)
         found.extend(descendants(child))
-    return found
-
-
-def listen_addresses(port: int) -> set:
-    """The local addresses with a TCP socket listening on port (from /proc/net/tcp and tcp6)."""
-    found = set()
-    for table in ('/proc/net/tcp', '/proc/net/tcp6'):
-        try:
-            lines = open(table).read().splitlines()[1:]
-        except OSError:
-            continue
-        for line in lines:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(':')
-            if state == '0A' and int(hex_port, 16) == port:
-                if len(address) == 8:
-                    found.add(socket.inet_ntoa(bytes.fromhex(address)[::-1]))
-                else:
-                    found.add(address)
     return found
 
 
@@ -121,10 +139,12 @@ def stop_pids(pids) -> None:
 
 
 class ConsoleClient:
-    """A telnet-less client of procServ's console port (telnet negotiation bytes are ignored)."""
+    """A telnet-less client of procServ's console socket (telnet negotiation bytes are ignored)."""
 
-    def __init__(self, port: int):
-        self.sock = socket.create_connection(('127.0.0.1', port), timeout=10)
+    def __init__(self, path):
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.settimeout(10)
+        self.sock.connect(str(path))
         self.sock.settimeout(0.2)
         self.buffer = b''
 
@@ -157,32 +177,40 @@ def deployment(tmp_path, device, ca_env):
     """A generated project with a filled-in instance env file; paths under tmp_path."""
     project = cli.start_project('depioc', tmp_path / 'depioc')
     values = read_env_file(project / 'deploy' / 'instance.env')
-    assert set(values) >= {'DEVICE', 'CONSOLE_PORT', 'APP', 'ARGS', 'WORKDIR', 'HOLDOFF'}
-    values.update(DEVICE=device, CONSOLE_PORT=str(free_port()), APP=str(project / 'bin' / 'app.server'),
-                  ARGS='--macro unused=1', WORKDIR=str(tmp_path / 'work'), HOLDOFF='1')
+    assert set(values) == {'DEVICE', 'APP', 'ARGS', 'HOLDOFF'}
+    values.update(DEVICE=device, APP=str(project / 'bin' / 'app.server'), ARGS='--macro unused=1', HOLDOFF='1')
     # the app's shebang (/usr/bin/env python3) finds this interpreter, as in an activated venv
     values['PATH'] = os.path.dirname(sys.executable) + os.pathsep + ca_env.get('PATH', '/usr/bin:/bin')
     values.update({k: v for k, v in ca_env.items() if k.startswith('EPICS_')})
-    (tmp_path / 'work').mkdir()
     for sub in ('log', 'run'):
         (tmp_path / sub).mkdir()
     return project, values
 
 
 def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
-    """procServ from the unit's ExecStart: localhost console, dbl, caget, restart after kill, exit and ^X, stop."""
+    """procServ from the unit's ExecStart and environment, no writable HOME: console socket 0660 and no TCP
+    port, dbl, caget, restart after kill -9, exit and ^X, devioc console, stop."""
     project, values = deployment
     env_file = tmp_path / f'{INSTANCE}.env'
     write_env_file(env_file, values)
     unit = (project / 'deploy' / 'depioc@.service').read_text()
     unit = unit.replace('/var/log/depioc', str(tmp_path / 'log')).replace('/run/depioc/%i', str(tmp_path / 'run'))
-    argv = exec_start(unit, INSTANCE, read_env_file(env_file))
+    roots = {'%S': tmp_path / 'var-lib', '%C': tmp_path / 'var-cache', '%t': tmp_path / 'run', '%L': tmp_path / 'log'}
+    for key, root in (('StateDirectory', '%S'), ('CacheDirectory', '%C')):   # systemd makes them for the user
+        (roots[root] / specifiers(re.search(rf'^{key}=(\S+)', unit, re.M).group(1), INSTANCE, roots)).mkdir(parents=True)
+    argv = exec_start(unit, INSTANCE, read_env_file(env_file), roots)
     assert argv[0] == '/usr/bin/procServ'
     argv[0] = PROCSERV
-    assert f'--port=127.0.0.1:{values["CONSOLE_PORT"]}' in argv
+    socket_path = tmp_path / 'run' / 'console'
+    assert f'--port=unix:::0660:{socket_path}' in argv
+    assert f'--chdir={roots["%S"]}/depioc/{INSTANCE}' in argv
     assert argv[-5:] == [values['APP'], '--device', device, '--macro', 'unused=1']
 
-    env = {**ca_env, **values}
+    home = tmp_path / 'no-home'
+    home.write_text('')                       # mkdir(HOME/.cache) fails, as for a system user without a home
+    env = {**ca_env, **unit_environment(unit, INSTANCE, roots), **values, 'HOME': str(home)}
+    env.pop('XDG_CACHE_HOME', None)
+    assert env['DEVIOC_CACHE_DIR'] == f'{roots["%C"]}/depioc/{INSTANCE}' and env['NO_COLOR'] == '1'
     started = subprocess.run(argv, env=env, capture_output=True, text=True, timeout=30)
     assert started.returncode == 0, started.stderr           # Type=forking: the parent returns at once
     pid_file = tmp_path / 'run' / 'procServ.pid'
@@ -192,10 +220,14 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
     console = None
     try:
         assert alive(server)
-        assert listen_addresses(int(values['CONSOLE_PORT'])) == {'127.0.0.1'}
-        console = ConsoleClient(int(values['CONSOLE_PORT']))
+        wait_for(socket_path.exists, timeout=10, what='the console socket')
+        st = os.stat(socket_path)
+        assert (st.st_mode & 0o777, st.st_uid, st.st_gid) == (0o660, os.getuid(), os.getgid())
+        assert tcp_listeners(server) == []
+        console = ConsoleClient(socket_path)
         assert console.read_until(b'epics> '), console.text()
         known.update(descendants(server))
+        assert list((roots['%C'] / 'depioc' / INSTANCE).glob('*/Depioc.db')), 'no .db in DEVIOC_CACHE_DIR'
 
         mark = console.type('dbl')
         assert console.read_until(f'{device}:floatarray'.encode(), start=mark), console.text()
@@ -204,15 +236,22 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
             assert f'{device}:{name}' in listed
         assert caget(f'{device}:enum', ca_env) == 'ZERO'
 
+        # devioc console: a second client of the same socket gets the IOC shell
+        shown = subprocess.run([os.path.join(os.path.dirname(sys.executable), 'devioc'), 'console', '--socket',
+                                str(socket_path)], input='dbl\n', capture_output=True, text=True, timeout=30, env=env)
+        assert shown.returncode == 0, shown.stderr
+        assert f'{device}:calc' in shown.stdout and '\xff' not in shown.stdout, shown.stdout
+
         # kill the app: procServ starts a new one after HOLDOFF
         app = children(server)
         assert len(app) == 1, app
         mark = len(console.buffer)
         os.kill(app[0], signal.SIGKILL)
         assert console.read_until(b'@@@ Restarting child', start=mark), console.text()
-        assert console.read_until(b'epics> ', start=mark), console.text()
+        restarted = console.buffer.index(b'@@@ Restarting child', mark)   # the other client's dbl may echo here
+        assert console.read_until(b'epics> ', start=restarted), console.text()
         second = children(server)
-        assert len(second) == 1 and second != app
+        assert len(second) == 1 and second != app, app
         known.update(descendants(server))
         wait_for(lambda: answers(f'{device}:enum', ca_env), timeout=30, what='the restarted IOC')
 
@@ -246,6 +285,7 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
     log = (tmp_path / 'log' / f'{INSTANCE}.log').read_text(errors='replace')
     assert f'{device}: 10 records up' in log
     assert 'Restarting child' in log
+    assert '\x1b[' not in log, 'colour codes in the procServ log'
 
 
 def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env):
@@ -254,7 +294,8 @@ def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env
     etc = tmp_path / 'etc'
     etc.mkdir()
     values.update(RUN_AS='root' if os.getuid() == 0 else os.environ.get('USER', ''),
-                  RUN_DIR=str(tmp_path / 'run'), LOG_DIR=str(tmp_path / 'log'), PROCSERV=PROCSERV)
+                  RUN_DIR=str(tmp_path / 'run'), LOG_DIR=str(tmp_path / 'log'), PROCSERV=PROCSERV,
+                  WORKDIR=str(tmp_path / 'work'), DEVIOC_CACHE_DIR=str(tmp_path / 'cache'))
     write_env_file(etc / f'{INSTANCE}.env', values)
     script = tmp_path / 'init.d' / f'depioc-{INSTANCE}'
     script.parent.mkdir()
@@ -269,7 +310,8 @@ def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env
     server = None
     try:
         assert started.returncode == 0, started.stdout + started.stderr
-        assert f'console 127.0.0.1:{values["CONSOLE_PORT"]}' in started.stdout
+        assert f'console {tmp_path}/run/console' in started.stdout
+        assert os.stat(tmp_path / 'run' / 'console').st_mode & 0o777 == 0o660
         server = int((tmp_path / 'run' / 'procServ.pid').read_text())
         wait_for(lambda: answers(f'{device}:calc', ca_env), timeout=30, what='the IOC started by the init script')
         status = service('status')
@@ -277,6 +319,8 @@ def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env
         assert 'already running' in service('start').stdout
         everything = [server, *descendants(server)]
         assert len(everything) == 3, everything            # procServ, app.server, softIoc
+        assert tcp_listeners(server) == []
+        assert list((tmp_path / 'cache').glob('*/Depioc.db'))
         stopped = service('stop')
         assert stopped.returncode == 0 and 'ok' in stopped.stdout, stopped.stdout + stopped.stderr
         assert 'killed' not in stopped.stdout               # everything stopped on SIGTERM
