@@ -66,6 +66,9 @@ def connect(path: str | os.PathLike) -> socket.socket:
     except PermissionError:
         sock.close()
         owner, group = _owner(path)
+        if owner is None:
+            raise ConsoleError(f'permission denied on {path}: this user cannot reach the socket\'s directory. '
+                               'Run it as the service user (sudo -u USER devioc console ...) or as root') from None
         raise ConsoleError(f'permission denied on {path}: the console is for user {owner} and group {group} '
                            f'(mode 0660). Run it as that user (sudo -u {owner} devioc console ...), as root, or '
                            f'ask for membership of group {group}') from None
@@ -75,13 +78,13 @@ def connect(path: str | os.PathLike) -> socket.socket:
     return sock
 
 
-def _owner(path: str | os.PathLike) -> tuple[str, str]:
+def _owner(path: str | os.PathLike) -> tuple[str | None, str | None]:
     import grp
     import pwd
     try:
         st = os.stat(path)
     except OSError:
-        return '?', '?'
+        return None, None
     try:
         owner = pwd.getpwuid(st.st_uid).pw_name
     except KeyError:
