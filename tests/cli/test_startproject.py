@@ -14,6 +14,7 @@ EXPECTED_FILES = {
     'myioc/__init__.py', 'myioc/ioc.py', 'myioc/server.py',
     'tests/conftest.py', 'tests/test_ioc.py',
     'deploy/myioc@.service', 'deploy/instance.env', 'deploy/init-template',
+    '.gitignore',
 }
 
 
@@ -42,6 +43,7 @@ def test_startproject_renders_the_whole_tree(runner, tmp_path):
     assert (root / 'bin/app.server').stat().st_mode & stat.S_IXUSR
     assert (root / 'deploy/init-template').stat().st_mode & stat.S_IXUSR
     assert not (root / 'deploy/instance.env').stat().st_mode & stat.S_IXUSR
+    assert {'.venv/', '__pycache__/', '*.egg-info/'} <= set((root / '.gitignore').read_text().split())
 
 
 def test_rendered_names_follow_the_project_name(runner, tmp_path):
@@ -57,7 +59,7 @@ def test_rendered_names_follow_the_project_name(runner, tmp_path):
     assert meta['project']['dependencies'][0].startswith('devioc')
     unit = (root / 'deploy/my_ioc@.service').read_text()
     assert 'EnvironmentFile=/etc/my_ioc/%i.env' in unit
-    assert '--port=127.0.0.1:${CONSOLE_PORT}' in unit
+    assert '--port=unix:::0660:/run/my_ioc/%i/console' in unit and 'User=my_ioc' in unit
 
 
 def test_startproject_into_a_given_empty_directory(runner, tmp_path):
