@@ -8,7 +8,8 @@ test can run several IOCs at once, each on its own port (the ``ca_port`` fixture
 Fixtures: ``ca_env`` (environment for subprocesses), ``ca_port`` (a free server port of the pool),
 ``device`` (a fresh device name), ``run_model`` (start a model, stopped when the test ends).
 Helpers: :func:`wait_for`, :func:`caget`, :func:`caput`, :func:`epics_tool`, :func:`stop_process`,
-:func:`child_pids`, :func:`answers`.
+:func:`child_pids`, :func:`answers`,
+:func:`stop_repeaters`.
 """
 from __future__ import annotations
 
@@ -77,6 +78,12 @@ def ca_environment() -> dict[str, str]:
 
 def pytest_configure(config: Any) -> None:
     isolate()
+
+
+def pytest_unconfigure(config: Any) -> None:
+    # libca starts a caRepeater daemon on the session's repeater port; it outlives the session
+    if _pool:
+        stop_repeaters(os.environ['EPICS_CA_REPEATER_PORT'])
 
 
 @pytest.fixture
@@ -172,6 +179,33 @@ def stop_process(proc: subprocess.Popen, timeout: float = 10.0) -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout)
+
+
+def stop_repeaters(port: str | int) -> list[int]:
+    """Stop (SIGKILL, by PID) the caRepeater daemons that libca started for repeater port ``port``.
+
+    Returns:
+        the PIDs stopped. Only processes whose executable is a caRepeater and whose environment
+        holds ``EPICS_CA_REPEATER_PORT=<port>`` are touched.
+    """
+    stopped = []
+    mark = f'EPICS_CA_REPEATER_PORT={port}'.encode()
+    for entry in os.listdir('/proc'):
+        if not entry.isdigit():
+            continue
+        try:
+            exe = os.readlink(f'/proc/{entry}/exe')
+            with open(f'/proc/{entry}/environ', 'rb') as handle:
+                environ = handle.read().split(b'\0')
+        except OSError:
+            continue
+        if exe.endswith('/caRepeater') and mark in environ:
+            try:
+                os.kill(int(entry), signal.SIGKILL)
+                stopped.append(int(entry))
+            except ProcessLookupError:
+                pass
+    return stopped
 
 
 def child_pids(pid: int) -> list[int]:

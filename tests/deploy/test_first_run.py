@@ -2,7 +2,6 @@
 a render hint that works outside the venv, no colour codes where no terminal shows them."""
 import os
 import pty
-import signal
 import subprocess
 import sys
 
@@ -11,23 +10,9 @@ from click.testing import CliRunner
 
 from devioc import log, models, softioc
 from devioc.cli import main
-from devioc.testing import epics_tool
+from devioc.testing import epics_tool, stop_repeaters
 
 VENV_BIN = os.path.dirname(sys.executable)
-
-
-def stop_repeaters(port: str) -> None:
-    """Stop (by PID) the caRepeater daemons that libca started for a test on its repeater port."""
-    for entry in os.listdir('/proc'):
-        if not entry.isdigit():
-            continue
-        try:
-            exe = os.readlink(f'/proc/{entry}/exe')
-            environ = open(f'/proc/{entry}/environ', 'rb').read().split(b'\0')
-        except OSError:
-            continue
-        if exe.endswith('/caRepeater') and f'EPICS_CA_REPEATER_PORT={port}'.encode() in environ:
-            os.kill(int(entry), signal.SIGKILL)
 
 
 def test_find_softioc_runs_softiocpva_for_pva():
