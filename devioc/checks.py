@@ -55,6 +55,7 @@ CHECKS = {
     'devioc.E020': 'field whose attribute name is taken by the Model itself (ready, process, shutdown, ...)',
     'devioc.E021': 'field a database file cannot set (DBF_NOACCESS fields such as a waveform VAL, NAME)',
     'devioc.E022': 'number beyond what the field\'s C type holds (DBF_SHORT, DBF_LONG, DBF_UCHAR, ...)',
+    'devioc.E023': 'number a float field cannot represent (too large, or subnormal)',
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
@@ -161,7 +162,8 @@ def _string_default(record: _StringBase, default: str, where: str) -> list[Check
     used = len(default.encode('utf-8'))
     if used > record.capacity:
         return [CheckMessage('devioc.E013', f'default is {used} bytes (UTF-8); the record holds '
-                             f'{record.capacity}', 'raise max_length or shorten the default', where)]
+                             f'{record.capacity} (max_length={record.max_length})', 'raise max_length or shorten '
+                             'the default', where)]
     if len(default) > record.max_length:
         return [CheckMessage('devioc.E013', f'default is {len(default)} characters, max_length is '
                              f'{record.max_length}', 'raise max_length or shorten the default', where)]

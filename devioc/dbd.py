@@ -40,6 +40,7 @@ INT_RANGES = {
     'DBF_INT64': (-2**63, 2**63 - 1), 'DBF_UINT64': (0, 2**64 - 1), 'DBF_ENUM': (0, 2**16 - 1),
 }
 FLOAT_MAX = {'DBF_FLOAT': 3.4028234663852886e38, 'DBF_DOUBLE': sys.float_info.max}
+FLOAT_MIN = {'DBF_FLOAT': 1.1754943508222875e-38, 'DBF_DOUBLE': sys.float_info.min}
 LINKS = ('DBF_INLINK', 'DBF_OUTLINK', 'DBF_FWDLINK')
 _INT_TEXT = re.compile(r'\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*\Z')
 _FLOAT_TEXT = re.compile(
@@ -94,8 +95,8 @@ class FieldDef:
         Rules (EPICS base 7.0.8.1 ``dbPutString``): strings are counted in UTF-8 bytes, NUL
         included in ``size``; integer fields take integers (decimal, hex, octal) within their C
         type (softIoc itself wraps out-of-range values silently: devioc refuses them); float
-        fields take what ``strtod`` reads, within range; menus and DTYP take a choice or a choice
-        index; DBF_NOACCESS fields and NAME cannot be set from a .db file.
+        fields take what ``strtod`` reads, within range and not subnormal; menus and DTYP take a
+        choice or a choice index (softIoc also takes the index one past the last: refused here); DBF_NOACCESS fields and NAME cannot be set from a .db file.
 
         Raises:
             FieldError: the value cannot be written into this field.
@@ -137,6 +138,10 @@ class FieldDef:
             return text
         if text is not None and text.isdigit() and int(text) < len(choices):
             return text
+        index = value if isinstance(value, int) else int(text) if text is not None and text.isdigit() else None
+        if index == len(choices):  # dbPutString takes it (off by one) and the record holds an illegal value
+            raise FieldError('devioc.E012', f'{self.name}={value!r} is past the last {what} (index '
+                             f'{len(choices) - 1})', f'use one of: {", ".join(repr(c) for c in choices)}')
         close = difflib.get_close_matches(str(value), list(choices), n=1)
         hint = f'did you mean {close[0]!r}? ' if close else ''
         raise FieldError('devioc.E012', f'{self.name}={value!r} is not a {what} softIoc has for this record '
@@ -194,8 +199,11 @@ class FieldDef:
             text = repr(number)
         if math.isfinite(number) and abs(number) > FLOAT_MAX[self.dbf] or \
                 (math.isinf(number) and 'inf' not in text.lower()):
-            raise FieldError('devioc.E022', f'{key}={value!r} is beyond what {self.dbf} holds',
+            raise FieldError('devioc.E023', f'{key}={value!r} is beyond what {self.dbf} holds',
                              f'give {key} a value within +-{FLOAT_MAX[self.dbf]:g}')
+        if 0 < abs(number) < FLOAT_MIN[self.dbf] and 'x' not in text.lower():  # strtod: ERANGE
+            raise FieldError('devioc.E023', f'{key}={value!r} is too small for {self.dbf} (a subnormal '
+                             'number)', f'give {key} 0 or a value of at least {FLOAT_MIN[self.dbf]:g}')
         return text
 
 
