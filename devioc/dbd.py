@@ -196,7 +196,7 @@ class FieldDef:
             except (TypeError, ValueError, OverflowError):
                 raise FieldError('devioc.E019', f'{key}={value!r} is not a number; {key} is {self.dbf}',
                                  f'give {key} a number') from None
-            text = repr(number)
+            text = str(int(value)) if isinstance(value, int) else repr(number)
         if math.isfinite(number) and abs(number) > FLOAT_MAX[self.dbf] or \
                 (math.isinf(number) and 'inf' not in text.lower()):
             raise FieldError('devioc.E023', f'{key}={value!r} is beyond what {self.dbf} holds',

@@ -11,6 +11,7 @@ value exactly as the record holds it, or a ValueError naming the PV when the rec
 """
 from __future__ import annotations
 
+import builtins
 import enum as _enum
 import math
 import numbers
@@ -67,8 +68,11 @@ class Record:
     value_kind: ClassVar[str] = 'number'
 
     def __init__(self, name: str, *, desc: str | None = None, **fields: Any):
-        self.name = name
+        self.name = name if isinstance(name, str) else str(name)
         self.problems: list[Problem] = []
+        if not isinstance(name, str):
+            self.problems.append(Problem('devioc.E015', f'the record name must be a string, not {name!r}',
+                                         "e.g. models.Float('temperature')"))
         self.fields: dict[str, Any] = {}
         self.user_fields: set[str] = set()
         self.attname = ''  # set by the model class
@@ -169,6 +173,11 @@ class Record:
 
     def __repr__(self) -> str:
         return f'<{type(self).__name__} {self.name!r} ({self.record})>'
+
+
+def _cut(text: str, size: int) -> str:
+    """``text`` cut to at most ``size`` bytes of UTF-8, on a character boundary."""
+    return text.encode('utf-8')[:size].decode('utf-8', 'ignore')
 
 
 def _any_record_field(key: str) -> bool:
@@ -333,7 +342,7 @@ class Toggle(Record):
     def __init__(self, name: str, zname: str | None = None, oname: str = '', high: float | None = 0.1,
                  default: int | None = None, **kwargs: Any):
         super().__init__(name, **kwargs)
-        self.default_field('ZNAM', zname if zname is not None else name[:25])
+        self.default_field('ZNAM', zname if zname is not None else _cut(self.name, 25))
         self.default_field('ONAM', oname)
         self.default_field('HIGH', high or None)
         self.default_field('VAL', default)
@@ -596,7 +605,7 @@ class Array(Record):
 
     def __init__(self, name: str, type: Any = int, length: int = 256, **kwargs: Any):  # noqa: A002
         super().__init__(name, **kwargs)
-        ftvl = ARRAY_TYPES.get(type, type)
+        ftvl = ARRAY_TYPES.get(type, type) if isinstance(type, (str, builtins.type)) else type
         if isinstance(ftvl, str):
             ftvl = ftvl.upper()
         if ftvl not in FTVL_CHOICES:
