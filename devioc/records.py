@@ -263,14 +263,14 @@ class _EnumBase(Record):
         if isinstance(default, _enum.Enum):
             default = next((i for i, (_, v) in enumerate(self.states) if v == int(default.value)), default)
         self.default = default
-        self.default_field('VAL', default)
+        self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
     def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
         labels = [str(self.fields.get(f'{key}ST', label)) for key, (label, _) in zip(STATE_KEYS, self.states)]
         return self._expanded(labels, macros)
 
     def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
-        return (0, nstates - 1) if self.enum_class is None else None
+        return (0, nstates - 1)  # plain ints only: Enum members take to_ca, which maps them to their state
 
     def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
         if isinstance(value, _enum.Enum) and self.enum_class is not None and isinstance(value, self.enum_class):
@@ -291,6 +291,8 @@ def _state(value: Any, name: str, what: str, choices: tuple[str, ...]) -> int:
         raise ValueError(f'{value!r} is not a state of {name}: {list(choices)}')
     if isinstance(value, _enum.Enum) and not isinstance(value, int):
         raise ValueError(f'cannot put {value!r} to {name}: it was not declared with choices={type(value).__name__}')
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f'cannot put {value!r} to {name}: a state index is a whole number')
     index = _integer(value, name, what, 0, 2**16 - 1)
     if index >= len(choices):
         raise ValueError(f'cannot put state {index} to {name}: it has {len(choices)} states {list(choices)}')
@@ -345,7 +347,7 @@ class Toggle(Record):
         self.default_field('ZNAM', zname if zname is not None else _cut(self.name, 25))
         self.default_field('ONAM', oname)
         self.default_field('HIGH', high or None)
-        self.default_field('VAL', default)
+        self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
     def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
         return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
@@ -368,7 +370,7 @@ class BoolInput(Record):
         super().__init__(name, **kwargs)
         self.default_field('ZNAM', zname)
         self.default_field('ONAM', oname)
-        self.default_field('VAL', default)
+        self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
     def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
         return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
