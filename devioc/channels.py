@@ -379,20 +379,20 @@ class PV:
                 raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
             ftype, nelm = ca.libca.ca_field_type(self._chid), ca.libca.ca_element_count(self._chid)
             scalar = nelm == 1 and ftype not in (dbr.STRING, dbr.CHAR)
-            self._scalar = (dbr.Map[ftype] * 1)() if scalar else None
+            self._scalar = threading.local() if scalar else None  # one buffer per thread: no put races
             self._fast_range = self.record.put_range(len(self.enum_strs)) if scalar else None
             self._fast_float = scalar and ftype == dbr.DOUBLE
             self._native = (ftype, nelm)
         ftype, nelm = self._native
         kind = type(value)
-        if kind is int:
-            fast = self._fast_range
-            if fast is not None and fast[0] <= value <= fast[1]:
-                self._scalar[0] = value  # libca copies the value during the put call
-                return ftype, 1, self._scalar
-        elif kind is float and self._fast_float:
-            self._scalar[0] = value
-            return ftype, 1, self._scalar
+        if (kind is int and self._fast_range is not None and self._fast_range[0] <= value <= self._fast_range[1]) \
+                or (kind is float and self._fast_float):
+            try:
+                buffer = self._scalar.buffer
+            except AttributeError:
+                buffer = self._scalar.buffer = (dbr.Map[ftype] * 1)()
+            buffer[0] = value  # libca copies the value during the put call
+            return ftype, 1, buffer
         value = self.record.to_ca(value, self.name, self.enum_strs)
         if ftype == dbr.STRING:
             items = value if isinstance(value, list) else [value]

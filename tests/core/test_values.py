@@ -115,3 +115,44 @@ def test_state_names_are_the_expanded_ones():
     assert record.choices({'first': 'HUTCH', 'device': 'D'}) == ['HUTCH', 'CLOSED']
     toggle = models.Toggle('f', zname='$(z)', oname='ON')
     assert toggle.choices({'z': 'OFF'}) == ['OFF', 'ON']
+
+
+def _bare_pv(record, ftype):
+    """A PV whose native type is known without a live channel (as after its first put)."""
+    import threading
+
+    from devioc.channels import PV
+    pv = PV('DEV:f', record, None)
+    pv._chid = object()
+    pv._native = (ftype, 1)
+    pv._scalar = threading.local()
+    pv._fast_range = record.put_range(len(pv.enum_strs))
+    pv._fast_float = False
+    return pv
+
+
+def test_fast_path_refuses_what_the_kind_refuses():
+    """Plain ints beyond the kind's range leave the fast path for to_ca, which says no."""
+    from epics import dbr
+    pv = _bare_pv(models.Integer('f'), dbr.LONG)
+    assert pv._data(5)[2][0] == 5
+    with pytest.raises(ValueError, match='DEV:f'):
+        pv._data(2**31)
+    enum_pv = _bare_pv(models.Enum('f', choices=['A', 'B', 'C']), dbr.ENUM)
+    assert enum_pv._data(2)[2][0] == 2
+    with pytest.raises(ValueError, match='DEV:f'):
+        enum_pv._data(3)
+
+
+def test_fast_path_buffers_are_per_thread():
+    """A put from another thread never sends this thread's value: each thread has its own buffer."""
+    import threading
+
+    from epics import dbr
+    pv = _bare_pv(models.Integer('f'), dbr.LONG)
+    mine = pv._data(1)[2]
+    theirs = []
+    worker = threading.Thread(target=lambda: theirs.append(pv._data(2)[2]))
+    worker.start()
+    worker.join()
+    assert mine is not theirs[0] and mine[0] == 1 and theirs[0][0] == 2
