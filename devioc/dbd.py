@@ -96,7 +96,7 @@ class FieldDef:
         included in ``size``; integer fields take integers (decimal, hex, octal) within their C
         type (softIoc itself wraps out-of-range values silently: devioc refuses them); float
         fields take what ``strtod`` reads, within range and not subnormal; menus and DTYP take a
-        choice or a choice index (softIoc also takes the index one past the last: refused here); DBF_NOACCESS fields and NAME cannot be set from a .db file.
+        choice, a choice index or '' (softIoc also takes the index one past the last: refused here); DBF_NOACCESS fields and NAME cannot be set from a .db file.
 
         Raises:
             FieldError: the value cannot be written into this field.
@@ -134,7 +134,7 @@ class FieldDef:
         if isinstance(value, int) and 0 <= value < len(choices):
             return str(value)
         text = str(value) if isinstance(value, (str, int)) else None
-        if text is not None and (text in choices or (self.dbf == 'DBF_DEVICE' and text == '')):
+        if text is not None and (text in choices or text == ''):  # '' leaves the default, as softIoc does
             return text
         if text is not None and text.isdigit() and int(text) < len(choices):
             return text

@@ -265,7 +265,7 @@ def test_e023_float_softioc_cannot_represent():
 def test_what_softioc_reads_is_accepted():
     """Hex and octal integers, padded numbers, strtod's forms, menu indexes: softIoc loads them."""
     class Fine(models.Model):
-        i = models.Integer('i', HOPR='0x10', LOPR='010', MDEL=' 3 ', HIHI='', SCAN='9')
+        i = models.Integer('i', HOPR='0x10', LOPR='010', MDEL=' 3 ', HIHI='', SCAN='9', OOPT='')
         f = models.Float('f', HIHI='0x1p3', LOLO='.5', HIGH='inf', LOW='-1e3', DTYP='Raw Soft Channel')
     db = render.render_db(Fine, 'D')
     # integers are written as the decimal softIoc reads (a leading 0 is octal there, as in C)
