@@ -190,7 +190,7 @@ class PV:
         self.ftype = dbr_type(record.record, record.fields.get('FTVL'))
         self.is_string = record.value_kind == 'string'
         self.is_array = record.value_kind == 'array'
-        self.enum_strs = tuple(record.choices())
+        self.enum_strs = tuple(record.choices(getattr(model, 'macros', None)))  # as the IOC shows them
         self.nelm = int(record.fields.get('NELM', 1))
         self._chid = None
         self._subscription = None
@@ -366,61 +366,50 @@ class PV:
             raise RuntimeError(f'{what} {self.name} failed: {ca.message(status)}')
 
     def _data(self, value: Any) -> tuple[int, int, Any]:
-        """Convert a Python value to (ftype, count, ctypes data) for the record's native type."""
+        """Convert a Python value to (ftype, count, ctypes data) for the record's native type.
+
+        The record kind decides what it can hold (:meth:`devioc.records.Record.to_ca`): a value it
+        cannot hold is a ValueError naming the PV, never a wrapped or cut value. Plain ints within
+        the kind's range (and floats to a double record) take a fast path with no conversion.
+        """
         if self._chid is None:
             raise RuntimeError(f'{self.name} is closed: the model has been shut down')
         if self._native is None:  # the native type and size never change: looked up once, not per put
             if not self.connected:
                 raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
-            self._native = (ca.libca.ca_field_type(self._chid), ca.libca.ca_element_count(self._chid))
-            self._scalar = (dbr.Map[self._native[0]] * 1)() if self._native[0] != dbr.STRING else None
+            ftype, nelm = ca.libca.ca_field_type(self._chid), ca.libca.ca_element_count(self._chid)
+            scalar = nelm == 1 and ftype not in (dbr.STRING, dbr.CHAR)
+            self._scalar = threading.local() if scalar else None  # one buffer per thread: no put races
+            self._fast_range = self.record.put_range(len(self.enum_strs)) if scalar else None
+            self._fast_float = scalar and ftype == dbr.DOUBLE
+            self._native = (ftype, nelm)
         ftype, nelm = self._native
         kind = type(value)
-        if (kind is int or kind is float) and nelm == 1 and self._scalar is not None and ftype != dbr.CHAR:
+        if (kind is int and self._fast_range is not None and self._fast_range[0] <= value <= self._fast_range[1]) \
+                or (kind is float and self._fast_float):
             try:
-                self._scalar[0] = value  # fast path: libca copies the value during the put call
-                return ftype, 1, self._scalar
-            except TypeError:
-                pass  # e.g. a float to an integer record: converted below
-        if isinstance(value, np.generic):
-            value = value.item()
+                buffer = self._scalar.buffer
+            except AttributeError:
+                buffer = self._scalar.buffer = (dbr.Map[ftype] * 1)()
+            buffer[0] = value  # libca copies the value during the put call
+            return ftype, 1, buffer
+        value = self.record.to_ca(value, self.name, self.enum_strs)
         if ftype == dbr.STRING:
-            items = [value] if isinstance(value, (str, bytes)) or nelm == 1 else list(value)
+            items = value if isinstance(value, list) else [value]
             data = (dbr.string_t * max(len(items), 1))()
-            for i, item in enumerate(items[:nelm]):
-                raw = item if isinstance(item, bytes) else str(item).encode('utf-8')
-                if len(raw) > 39:
-                    raise ValueError(f'{self.name} holds strings of at most 39 characters, '
-                                     f'not {len(raw)}: declare it with a larger max_length')
+            for i, raw in enumerate(items):
                 data[i].value = raw
-            return ftype, min(len(items), nelm) or 1, data
-        if ftype == dbr.CHAR and nelm > 1 and isinstance(value, (str, bytes)):
-            raw = (value if isinstance(value, bytes) else value.encode('utf-8')) + b'\0'
-            if len(raw) > nelm:
-                raise ValueError(f'{self.name} holds at most {nelm - 1} bytes, not {len(raw) - 1}')
+            return ftype, len(items) or 1, data
+        if isinstance(value, bytes):  # a long string: a CHAR waveform, NUL-terminated
+            raw = value + b'\0'
             return ftype, len(raw), ctypes.create_string_buffer(raw, len(raw))
-        if ftype == dbr.ENUM and isinstance(value, str):
-            if value in self.enum_strs:
-                value = self.enum_strs.index(value)
-            else:
-                raise ValueError(f'{value!r} is not a state of {self.name}: {list(self.enum_strs)}')
-        if nelm == 1 and np.ndim(value) == 0:
-            data = (dbr.Map[ftype] * 1)()
-            try:
-                data[0] = value
-            except TypeError:
-                try:
-                    data[0] = type(data[0])(value)
-                except (TypeError, ValueError) as err:
-                    raise ValueError(f'cannot put {value!r} to {self.name} ({dbr.Name(ftype)})') from err
-            return ftype, 1, data
-        try:
-            array = np.ascontiguousarray(np.atleast_1d(value), dtype=_NUMPY[ftype])
-        except (TypeError, ValueError) as err:
-            raise ValueError(f'cannot put {value!r} to {self.name} ({dbr.Name(ftype)} array)') from err
-        if array.size > nelm:
-            raise ValueError(f'{self.name} holds {nelm} elements, not {array.size}')
-        return ftype, array.size, (dbr.Map[ftype] * array.size).from_buffer_copy(array)
+        if isinstance(value, np.ndarray):
+            array = np.ascontiguousarray(value, dtype=_NUMPY[ftype])
+            return ftype, array.size, (dbr.Map[ftype] * max(array.size, 1)).from_buffer_copy(array) \
+                if array.size else (dbr.Map[ftype] * 1)()
+        data = (dbr.Map[ftype] * 1)()
+        data[0] = value
+        return ftype, 1, data
 
     def disconnect(self) -> None:
         """Drop the monitor and the channel."""

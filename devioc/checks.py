@@ -1,8 +1,14 @@
 """Model checks: every EPICS limit becomes a message with an id and a hint, before softIoc runs.
 
 Static checks run when a model class is defined (:func:`check_class`); checks that need the device
-name and macros run when it is instantiated (:func:`check_instance`), and the callbacks object is
-checked then too (:func:`check_callbacks`). Errors are raised together as one :class:`ModelError`.
+name and macros run when it is instantiated or rendered (:func:`expanded`), and the callbacks object is
+checked then too (:func:`check_callbacks`). Errors are raised together as one :class:`ModelError`;
+warnings (``devioc.W0xx``: the model runs, but probably not as meant) are logged on the
+``devioc.checks`` logger when the model is expanded: at start-up, and by ``devioc check``.
+
+Every field value is checked by the same rule the renderer writes it with
+(:meth:`devioc.dbd.FieldDef.db_text`, from the softIoc.dbd table), so a model the checks pass is a
+database softIoc loads, and the other way round (``tests/core/test_differential.py``).
 
 Ids: see ``CHECKS`` below (also listed in the README).
 """
@@ -10,54 +16,65 @@ from __future__ import annotations
 
 import difflib
 import inspect
+import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from . import dbd
-from .macros import UndefinedMacro, expand, has_macro
+from .macros import UndefinedMacro, expand, expand_value, has_macro
 from .records import STATE_KEYS, Record, _StringBase
 
 MAX_NAME = 60
 MAX_STATES = 16
 _BAD_NAME_CHARS = re.compile(r'[\s"\'.$\\]')
-_NUMERIC = {'DBF_CHAR', 'DBF_UCHAR', 'DBF_SHORT', 'DBF_USHORT', 'DBF_LONG', 'DBF_ULONG', 'DBF_INT64',
-            'DBF_UINT64', 'DBF_FLOAT', 'DBF_DOUBLE', 'DBF_ENUM'}
 _STATE_FIELDS = {f'{k}ST' for k in STATE_KEYS} | {'ZNAM', 'ONAM'}
+logger = logging.getLogger(__name__)
 
 CHECKS = {
     'devioc.E001': 'record name longer than 60 characters after macro expansion',
     'devioc.E002': 'record name with a character EPICS does not allow (space, tab, quote, ".", "$", "\\")',
-    'devioc.E003': 'DESC longer than 40 characters',
+    'devioc.E003': 'DESC longer than 40 bytes (UTF-8)',
     'devioc.E004': 'more than 16 states in an Enum',
-    'devioc.E005': 'state name longer than 25 characters (ZRST..FFST, ZNAM, ONAM)',
+    'devioc.E005': 'state name longer than 25 bytes (ZRST..FFST, ZNAM, ONAM)',
     'devioc.E006': 'CALC expression longer than the CALC field holds',
     'devioc.E007': 'unknown array element type (FTVL)',
     'devioc.E008': 'unknown EPICS field for the record type',
     'devioc.E009': 'two fields with the same record name',
     'devioc.E010': 'do_<field> callback that cannot take (pv, value, ioc)',
     'devioc.E011': 'do_<name> callback that matches no field',
-    'devioc.E012': 'value not among the choices of a menu field (SCAN, OOPT, HHSV, ...)',
-    'devioc.E013': 'string value longer than its field holds',
+    'devioc.E012': 'value not among the choices of a menu field (SCAN, OOPT, ...) or of DTYP (device supports)',
+    'devioc.E013': 'string value longer than its field holds (in UTF-8 bytes)',
     'devioc.E014': 'unknown keyword argument',
     'devioc.E015': 'invalid argument value (length, max_length, limits, choices)',
-    'devioc.E016': 'macro used but not defined',
+    'devioc.E016': 'macro used but not defined (or defined through itself)',
     'devioc.E017': 'EPICS field given twice',
     'devioc.E018': 'default value out of range',
-    'devioc.E019': 'non-numeric value for a numeric field',
+    'devioc.E019': 'non-numeric value for a numeric field, or a fraction for an integer field',
     'devioc.E020': 'field whose attribute name is taken by the Model itself (ready, process, shutdown, ...)',
+    'devioc.E021': 'field a database file cannot set (DBF_NOACCESS fields such as a waveform VAL, NAME)',
+    'devioc.E022': 'number beyond what the field\'s C type holds (DBF_SHORT, DBF_LONG, DBF_UCHAR, ...)',
+    'devioc.E023': 'number a float field cannot represent (too large, or subnormal)',
+    'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
+    'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
+    'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
 }
 
 
 @dataclass
 class CheckMessage:
-    """One problem: its id, what is wrong, what to do, and where."""
+    """One problem: its id, what is wrong, what to do, and where. Ids ``devioc.W..`` are warnings."""
 
     id: str
     msg: str
     hint: str = ''
     obj: str = ''
+
+    @property
+    def is_warning(self) -> bool:
+        """True for a warning (the model runs), False for an error (ModelError)."""
+        return self.id.startswith('devioc.W')
 
     def __str__(self) -> str:
         text = f'{self.obj}: ({self.id}) {self.msg}'
@@ -73,51 +90,48 @@ class ModelError(ValueError):
 
 
 def raise_if(messages: list[CheckMessage]) -> None:
-    """Raise ModelError if there are any messages."""
-    if messages:
-        raise ModelError(messages)
+    """Raise ModelError if there are any errors among ``messages`` (warnings alone do not raise)."""
+    errors = [m for m in messages if not m.is_warning]
+    if errors:
+        raise ModelError(errors)
 
 
-def _string_limit(record: Record, key: str, size: int, value: str, where: str) -> list[CheckMessage]:
-    limit = size - 1
-    if len(value) <= limit:
-        return []
-    if key == 'DESC':
-        return [CheckMessage('devioc.E003', f'DESC is {len(value)} characters; EPICS keeps {limit}',
-                             'shorten desc=...', where)]
-    if key in _STATE_FIELDS:
-        return [CheckMessage('devioc.E005', f'state name {value!r} ({key}) is {len(value)} characters; '
-                             f'EPICS keeps {limit}', 'shorten the state name', where)]
-    if key == 'CALC':
-        return [CheckMessage('devioc.E006', f'CALC is {len(value)} characters; the field holds {limit}',
-                             'split the expression over two Calc records, or use shorter input names', where)]
-    hint = 'use a longer max_length (a CHAR waveform holds long strings)' if key == 'VAL' else \
-        f'shorten the value of {key}'
-    return [CheckMessage('devioc.E013', f'{key} is {len(value)} characters; the field holds {limit}', hint, where)]
+def warnings_of(messages: list[CheckMessage]) -> list[CheckMessage]:
+    """The warnings among ``messages``."""
+    return [m for m in messages if m.is_warning]
+
+
+_RENAMED = {'DESC': ('devioc.E003', 'shorten desc=...'), 'CALC': ('devioc.E006', 'split the expression over two '
+            'Calc records, or use shorter input names'), 'OCAL': ('devioc.E006', 'shorten the expression')}
 
 
 def _field_value(record: Record, key: str, value: Any, where: str) -> list[CheckMessage]:
+    """The .dbd rules of field ``key`` (:meth:`devioc.dbd.FieldDef.db_text`) applied to ``value``."""
     defs = dbd.fields(record.record)
     fdef = defs.get(key)
     if fdef is None:
         close = difflib.get_close_matches(key, list(defs), n=1)
         hint = f'did you mean {close[0]}?' if close else f'see the {record.record} record reference'
         return [CheckMessage('devioc.E008', f'{record.record} records have no field {key}', hint, where)]
-    text = value if isinstance(value, str) else None
-    if text is not None and has_macro(text):
+    if has_macro(value):
         return []  # checked again once expanded
-    if fdef.menu:
-        if isinstance(value, bool) or not (value in fdef.menu or (isinstance(value, int) and 0 <= value < len(fdef.menu))):
-            if not (isinstance(value, str) and value.isdigit() and int(value) < len(fdef.menu)):
-                return [CheckMessage('devioc.E012', f'{key}={value!r} is not one of its choices',
-                                     f'use one of: {", ".join(repr(c) for c in fdef.menu)}', where)]
-    elif fdef.dbf in _NUMERIC:
-        try:
-            float(value)
-        except (TypeError, ValueError):
-            return [CheckMessage('devioc.E019', f'{key}={value!r} is not a number', f'{key} is {fdef.dbf}', where)]
-    elif fdef.dbf == 'DBF_STRING' and fdef.size:
-        return _string_limit(record, key, fdef.size, str(value), where)
+    try:
+        fdef.db_text(value)
+    except dbd.FieldError as err:
+        check_id, hint = err.id, err.hint
+        if check_id == 'devioc.E013':
+            used, limit = len(str(value).encode('utf-8')), fdef.size - 1
+            if key in _RENAMED:
+                check_id, hint = _RENAMED[key]
+                msg = (f'{key} is {used} bytes (UTF-8); EPICS keeps {limit}' if key == 'DESC' else
+                       f'{key} is {used} bytes; the field holds {limit}')
+                return [CheckMessage(check_id, msg, hint, where)]
+            if key in _STATE_FIELDS:
+                return [CheckMessage('devioc.E005', f'state name {value!r} ({key}) is {used} bytes (UTF-8); '
+                                     f'EPICS keeps {limit}', 'shorten the state name', where)]
+            if key == 'VAL':
+                hint = 'use a longer max_length (a CHAR waveform holds long strings)'
+        return [CheckMessage(check_id, err.msg, hint, where)]
     return []
 
 
@@ -139,14 +153,25 @@ def check_record(record: Record, where: str) -> list[CheckMessage]:
     if states and isinstance(default, int) and not 0 <= default < len(states):
         messages.append(CheckMessage('devioc.E018', f'default={default} but there are {len(states)} states',
                                      f'use an index from 0 to {len(states) - 1}', where))
-    if isinstance(record, _StringBase) and isinstance(default, str) and len(default) > record.max_length:
-        messages.append(CheckMessage('devioc.E013', f'default is {len(default)} characters, max_length is '
-                                     f'{record.max_length}', 'raise max_length or shorten the default', where))
+    if isinstance(record, _StringBase) and isinstance(default, str) and not has_macro(default):
+        messages.extend(_string_default(record, default, where))
     return messages
 
 
+def _string_default(record: _StringBase, default: str, where: str) -> list[CheckMessage]:
+    used = len(default.encode('utf-8'))
+    if used > record.capacity:
+        return [CheckMessage('devioc.E013', f'default is {used} bytes (UTF-8); the record holds '
+                             f'{record.capacity} (max_length={record.max_length})', 'raise max_length or shorten '
+                             'the default', where)]
+    if len(default) > record.max_length:
+        return [CheckMessage('devioc.E013', f'default is {len(default)} characters, max_length is '
+                             f'{record.max_length}', 'raise max_length or shorten the default', where)]
+    return []
+
+
 def check_class(cls: type) -> list[CheckMessage]:
-    """Static checks of a model class: every field, and duplicate record names."""
+    """Static checks of a model class: every field, and duplicate record names (errors and warnings)."""
     messages: list[CheckMessage] = []
     seen: dict[str, str] = {}
     reserved = getattr(cls, 'RESERVED_NAMES', frozenset())
@@ -167,10 +192,11 @@ def check_class(cls: type) -> list[CheckMessage]:
 def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, list[CheckMessage]]:
     """Expand every record name and field of a model for a device.
 
-    Returns ``({attname: (pv_name, {field: value})}, messages)``.
+    Returns ``({attname: (pv_name, {field: value})}, messages)``: the fields as the .db gets them
+    (:meth:`Record.db_fields`, macros expanded), and the errors and warnings found.
     """
     out: dict[str, tuple[str, dict]] = {}
-    messages: list[CheckMessage] = []
+    messages: list[CheckMessage] = warnings_of(check_class(cls))
     all_macros = {**macros, 'device': device}
     seen: dict[str, str] = {}
     for attname, record in cls._fields.items():
@@ -192,16 +218,21 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
                                          f'{cls.__name__}.{seen[name]}', 'give each field its own name', where))
         seen.setdefault(name, attname)
         fields = {}
-        for key, value in record.fields.items():
-            if isinstance(value, str) and '$' in value:
+        for key, value in record.db_fields().items():
+            if has_macro(value):
                 try:
-                    value = expand(value, all_macros)
+                    value = expand_value(value, all_macros)
                 except UndefinedMacro as err:
                     messages.append(CheckMessage('devioc.E016', f'{key} uses {err}',
                                                  f'pass macros={{{err.name!r}: ...}} to the model', where))
                     continue
                 messages.extend(_field_value(record, key, value, where))
             fields[key] = value
+        if isinstance(record, _StringBase) and has_macro(record.default or ''):
+            try:
+                messages.extend(_string_default(record, expand(record.default, all_macros), where))
+            except UndefinedMacro:
+                pass  # reported with the field that holds it
         out[attname] = (name, fields)
     return out, messages
 

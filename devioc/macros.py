@@ -1,25 +1,34 @@
-"""Macro expansion with EPICS syntax: ``$(name)``, ``${name}`` and ``$(name=default)``."""
+"""Macro expansion with EPICS syntax: ``$(name)``, ``${name}`` and ``$(name=default)``.
+
+As EPICS macLib does, a macro's value (or default) may itself hold macros: they are expanded too.
+"""
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from typing import Any
 
 _MACRO = re.compile(r'\$(?:\(([^()=]+)(?:=([^()]*))?\)|\{([^{}=]+)(?:=([^{}]*))?\})')
+MAX_DEPTH = 20
 
 
 class UndefinedMacro(KeyError):
-    """A macro used in a model has no value."""
+    """A macro used in a model has no value (or its value refers back to itself)."""
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, why: str = 'is not defined'):
         super().__init__(name)
-        self.name = name
+        self.name, self.why = name, why
 
     def __str__(self) -> str:
-        return f'macro {self.name!r} is not defined'
+        return f'macro {self.name!r} {self.why}'
 
 
-def expand(text: str, macros: Mapping[str, str]) -> str:
-    """Expand every macro reference in ``text``; raise UndefinedMacro for one without a value."""
+def expand(text: str, macros: Mapping[str, Any], _depth: int = 0) -> str:
+    """Expand every macro reference in ``text``, and the macros their values hold.
+
+    Raises:
+        UndefinedMacro: a macro without a value, or one whose value refers to itself.
+    """
     if '$' not in text:
         return text
 
@@ -27,14 +36,37 @@ def expand(text: str, macros: Mapping[str, str]) -> str:
         name = (match.group(1) or match.group(3)).strip()
         default = match.group(2) if match.group(1) else match.group(4)
         if name in macros:
-            return str(macros[name])
-        if default is not None:
-            return default
-        raise UndefinedMacro(name)
+            found = str(macros[name])
+        elif default is not None:
+            found = default
+        else:
+            raise UndefinedMacro(name)
+        if '$' in found:
+            if _depth >= MAX_DEPTH:
+                raise UndefinedMacro(name, 'refers to itself (directly or through other macros)')
+            found = expand(found, macros, _depth + 1)
+        return found
 
     return _MACRO.sub(value, text)
 
 
-def has_macro(text: str) -> bool:
-    """True if ``text`` still holds a macro reference."""
-    return bool(_MACRO.search(text))
+def expand_value(value: Any, macros: Mapping[str, Any]) -> Any:
+    """``value`` with macros expanded in it: in a string, or in every string of a JSON link (dict/list)."""
+    if isinstance(value, str):
+        return expand(value, macros)
+    if isinstance(value, dict):
+        return {expand_value(k, macros): expand_value(v, macros) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [expand_value(v, macros) for v in value]
+    return value
+
+
+def has_macro(value: Any) -> bool:
+    """True if ``value`` (a string, or a JSON link's strings) still holds a macro reference."""
+    if isinstance(value, str):
+        return bool(_MACRO.search(value))
+    if isinstance(value, dict):
+        return any(has_macro(k) or has_macro(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return any(has_macro(v) for v in value)
+    return False

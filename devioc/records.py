@@ -2,18 +2,37 @@
 
 A record kind knows its EPICS record type, maps its Python keyword arguments to EPICS fields, and
 passes any uppercase keyword straight through as an EPICS field (``SCAN='1 second'``, ``HIHI=90``).
-Nothing is validated here beyond what the constructor itself must decide; :mod:`devioc.checks`
-checks every field against the record type's definition when the model class is built.
+A lower-case keyword that names a field of the record type (``mdel=0``, which the original devioc
+ignored) is applied as that field with a warning. The fields are checked against the record type's
+.dbd rules (:mod:`devioc.dbd`) by :mod:`devioc.checks` when the model class is built.
+
+Each kind also owns the conversion of what an app puts at run time (:meth:`Record.to_ca`): the
+value exactly as the record holds it, or a ValueError naming the PV when the record cannot hold it.
 """
 from __future__ import annotations
 
+import builtins
 import enum as _enum
-from collections.abc import Iterable
+import math
+import numbers
+from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Union
+
+import numpy as np
+
+from . import dbd
+from .macros import UndefinedMacro, expand
 
 STATE_KEYS = ('ZR', 'ON', 'TW', 'TH', 'FR', 'FV', 'SX', 'SV', 'EI', 'NI', 'TE', 'EL', 'TV', 'TT', 'FT', 'FF')
 CALC_INPUTS = tuple('ABCDEFGHIJKL')
-STRINGOUT_MAX = 39  # stringout/stringin VAL is char[40], NUL included
+STRINGOUT_MAX = 39  # stringout/stringin VAL is char[40], NUL included: 39 bytes of UTF-8
+#: the longest max_length still served as a stringout: the original devioc's rule (39 bytes usable)
+STRINGOUT_COMPAT = 40
+INT32 = (-2**31, 2**31 - 1)
+#: range of each waveform FTVL's elements (integers), for the put check
+FTVL_RANGES = {'CHAR': (-2**7, 2**7 - 1), 'UCHAR': (0, 2**8 - 1), 'SHORT': (-2**15, 2**15 - 1),
+               'USHORT': (0, 2**16 - 1), 'LONG': INT32, 'ULONG': (0, 2**32 - 1), 'INT64': (-2**63, 2**63 - 1),
+               'UINT64': (0, 2**64 - 1), 'ENUM': (0, 2**16 - 1)}
 
 #: Python types and names accepted for ``Array(type=...)``, mapped to waveform FTVL.
 ARRAY_TYPES: dict[Any, str] = {
@@ -26,7 +45,10 @@ Number = Union[int, float]
 
 
 class Problem:
-    """A problem found while declaring a record, reported by the checks with the field's name."""
+    """A problem found while declaring a record, reported by the checks with the field's name.
+
+    Ids ``devioc.E0xx`` are errors (the class is refused), ``devioc.W0xx`` warnings (it runs).
+    """
 
     def __init__(self, check_id: str, msg: str, hint: str = ''):
         self.id, self.msg, self.hint = check_id, msg, hint
@@ -46,15 +68,30 @@ class Record:
     value_kind: ClassVar[str] = 'number'
 
     def __init__(self, name: str, *, desc: str | None = None, **fields: Any):
-        self.name = name
+        self.name = name if isinstance(name, str) else str(name)
         self.problems: list[Problem] = []
+        if not isinstance(name, str):
+            self.problems.append(Problem('devioc.E015', f'the record name must be a string, not {name!r}',
+                                         "e.g. models.Float('temperature')"))
         self.fields: dict[str, Any] = {}
         self.user_fields: set[str] = set()
         self.attname = ''  # set by the model class
         self.set_field('DESC', desc)
+        known = dbd.fields(self.record)
         for key, value in fields.items():
             if key.isupper():
                 self.set_field(key, value)
+            elif key.upper() in known:  # the original ignored these; its apps rely on them running
+                self.problems.append(Problem(
+                    'devioc.W001', f'lower-case keyword {key}={value!r} is applied as the EPICS field '
+                    f'{key.upper()} of the {self.record} record', f'write it in upper case: {key.upper()}={value!r}',
+                ))
+                self.set_field(key.upper(), value)
+            elif _any_record_field(key.upper()):  # an EPICS field of other record types: the original ignored it
+                self.problems.append(Problem(
+                    'devioc.W003', f'lower-case keyword {key}={value!r} is ignored: {self.record} records have no '
+                    f'field {key.upper()} (the original devioc ignored it too)', f'drop {key}=...',
+                ))
             else:
                 self.problems.append(Problem(
                     'devioc.E014', f'unknown keyword argument {key}={value!r} for {type(self).__name__}',
@@ -80,12 +117,71 @@ class Record:
         """The EPICS record type this declaration renders as."""
         return self.record_type
 
-    def choices(self) -> list[str]:
-        """State names for enum-like kinds (empty otherwise)."""
+    def writes_out(self) -> bool:
+        """True if processing this record writes through a link (OUT, FLNK, any output/forward link)."""
+        defs = dbd.fields(self.record)
+        return any(value not in ('', None) and key in defs and defs[key].dbf in ('DBF_OUTLINK', 'DBF_FWDLINK')
+                   for key, value in self.fields.items())
+
+    def db_fields(self) -> dict[str, Any]:
+        """The fields as the .db file sets them: the declared ones, and PINI=YES for a record with no
+        output link, so it starts with a valid timestamp and NO_ALARM (pythonSoftIOC's default).
+
+        A record that writes through a link would write at every start of the app (to another IOC,
+        a shutter, ...): it gets no PINI unless the declaration gives one.
+        """
+        fields = dict(self.fields)
+        if 'PINI' not in fields and not self.writes_out():
+            fields['PINI'] = 'YES'
+        return fields
+
+    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
+        """State names for enum-like kinds (empty otherwise), macros expanded when ``macros`` is given."""
         return []
+
+    def _expanded(self, labels: list[str], macros: Mapping[str, Any] | None) -> list[str]:
+        if not macros:
+            return labels
+        out = []
+        for label in labels:
+            try:
+                out.append(expand(label, macros))
+            except UndefinedMacro:
+                out.append(label)
+        return out
+
+    # -- run time: what an app puts
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        """The (low, high) range a plain int put may take without conversion (the put fast path).
+
+        None when ints need the full conversion of :meth:`to_ca`.
+        """
+        return None
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> Any:
+        """``value`` as the record holds it: int, float, bytes, list of bytes or a numpy array.
+
+        Args:
+            value: what the app puts.
+            name: the PV name, for the error message.
+            choices: the state names (macros expanded) of enum-like kinds.
+
+        Raises:
+            ValueError: naming the PV, when the record cannot hold the value.
+        """
+        return _real(value, name, self.record)
 
     def __repr__(self) -> str:
         return f'<{type(self).__name__} {self.name!r} ({self.record})>'
+
+
+def _cut(text: str, size: int) -> str:
+    """``text`` cut to at most ``size`` bytes of UTF-8, on a character boundary."""
+    return text.encode('utf-8')[:size].decode('utf-8', 'ignore')
+
+
+def _any_record_field(key: str) -> bool:
+    return any(key in dbd.fields(rtype) for rtype in dbd.record_types())
 
 
 def _keyword_hint(kind: type, key: str) -> str:
@@ -113,6 +209,43 @@ def _state_pairs(choices: Any) -> list[tuple[str, int]]:
     return [(str(c), i) for i, c in enumerate(choices)]
 
 
+def _real(value: Any, name: str, what: str) -> float:
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, numbers.Real):
+        return value
+    raise ValueError(f'cannot put {value!r} to {name}: a {what} record holds a number, not '
+                     f'{type(value).__name__}')
+
+
+def _integer(value: Any, name: str, what: str, low: int, high: int) -> int:
+    """``value`` as an int in [low, high] (a float truncated, as C does), else ValueError naming the PV.
+
+    A value beyond the range is never wrapped (a ctypes c_int would wrap it silently).
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, bool):
+        value = int(value)
+    if not isinstance(value, numbers.Real) or isinstance(value, complex):
+        raise ValueError(f'cannot put {value!r} to {name}: a {what} record holds an integer, not '
+                         f'{type(value).__name__}')
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ValueError(f'cannot put {value!r} to {name}: a {what} record holds integers')
+    number = int(value)  # a fraction is truncated toward zero, as C and a CA client's put to the record do
+    if not low <= number <= high:
+        raise ValueError(f'cannot put {number} to {name}: a {what} record holds {low}..{high}')
+    return number
+
+
+def _text(value: Any, name: str, limit: int) -> bytes:
+    raw = value if isinstance(value, bytes) else str(value).encode('utf-8')
+    if len(raw) > limit:
+        raise ValueError(f'cannot put that string to {name}: {name} holds strings of at most {limit} bytes '
+                         f'(UTF-8), not {len(raw)}; declare it with a larger max_length')
+    return raw
+
+
 class _EnumBase(Record):
     value_kind = 'enum'
 
@@ -130,10 +263,40 @@ class _EnumBase(Record):
         if isinstance(default, _enum.Enum):
             default = next((i for i, (_, v) in enumerate(self.states) if v == int(default.value)), default)
         self.default = default
-        self.default_field('VAL', default)
+        self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
-    def choices(self) -> list[str]:
-        return [label for label, _ in self.states]
+    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
+        labels = [str(self.fields.get(f'{key}ST', label)) for key, (label, _) in zip(STATE_KEYS, self.states)]
+        return self._expanded(labels, macros)
+
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        return (0, nstates - 1)  # plain ints only: Enum members take to_ca, which maps them to their state
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
+        if isinstance(value, _enum.Enum) and self.enum_class is not None and isinstance(value, self.enum_class):
+            for index, (_, raw) in enumerate(self.states):
+                if raw == value.value:
+                    return index
+            raise ValueError(f'cannot put {value!r} to {name}: it is not one of its states {list(choices)}')
+        return _state(value, name, self.record, choices)
+
+
+def _state(value: Any, name: str, what: str, choices: tuple[str, ...]) -> int:
+    """A state name or index of an enum-like record, as its index; ValueError naming the PV otherwise."""
+    if isinstance(value, bytes):
+        value = value.decode('utf-8', 'replace')
+    if isinstance(value, str):
+        if value in choices:
+            return choices.index(value)
+        raise ValueError(f'{value!r} is not a state of {name}: {list(choices)}')
+    if isinstance(value, _enum.Enum) and not isinstance(value, int):
+        raise ValueError(f'cannot put {value!r} to {name}: it was not declared with choices={type(value).__name__}')
+    if isinstance(value, float) and not value.is_integer():
+        raise ValueError(f'cannot put {value!r} to {name}: a state index is a whole number')
+    index = _integer(value, name, what, 0, 2**16 - 1)
+    if index >= len(choices):
+        raise ValueError(f'cannot put state {index} to {name}: it has {len(choices)} states {list(choices)}')
+    return index
 
 
 class Enum(_EnumBase):
@@ -181,13 +344,19 @@ class Toggle(Record):
     def __init__(self, name: str, zname: str | None = None, oname: str = '', high: float | None = 0.1,
                  default: int | None = None, **kwargs: Any):
         super().__init__(name, **kwargs)
-        self.default_field('ZNAM', zname if zname is not None else name[:25])
+        self.default_field('ZNAM', zname if zname is not None else _cut(self.name, 25))
         self.default_field('ONAM', oname)
         self.default_field('HIGH', high or None)
-        self.default_field('VAL', default)
+        self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
-    def choices(self) -> list[str]:
-        return [str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))]
+    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
+        return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
+
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        return (0, 1)
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
+        return _state(value, name, self.record, choices)
 
 
 class BoolInput(Record):
@@ -201,13 +370,47 @@ class BoolInput(Record):
         super().__init__(name, **kwargs)
         self.default_field('ZNAM', zname)
         self.default_field('ONAM', oname)
-        self.default_field('VAL', default)
+        self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
-    def choices(self) -> list[str]:
-        return [str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))]
+    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
+        return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
+
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        return (0, 1)
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
+        return _state(value, name, self.record, choices)
 
 
-class BinaryOutput(Record):
+class _IntegerValue:
+    """Puts of a 32-bit integer record (longout, longin, mbboDirect, mbbiDirect: DBF_LONG VAL)."""
+
+    record: str
+
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        return INT32
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
+        return _integer(value, name, self.record, *INT32)  # IntFlag and IntEnum members are ints
+
+
+class _FloatValue:
+    """Puts of a double record (ao, ai, calc, calcout)."""
+
+    record: str
+
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        return (-2**53, 2**53)  # ints a double holds exactly
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> float:
+        number = _real(value, name, self.record)
+        try:
+            return float(number)
+        except OverflowError:
+            raise ValueError(f'cannot put {value!r} to {name}: beyond what a double holds') from None
+
+
+class BinaryOutput(_IntegerValue, Record):
     """Bit-field output (mbboDirect): an integer whose bits drive B0..B1F.
 
     Args:
@@ -225,7 +428,7 @@ class BinaryOutput(Record):
         self.default_field('SHFT', shift or None)
 
 
-class BinaryInput(Record):
+class BinaryInput(_IntegerValue, Record):
     """Bit-field input (mbbiDirect): an integer read from a link, or published by the app.
 
     Args:
@@ -259,7 +462,7 @@ class _Analog(Record):
             self.default_field('DRVL', min_val)
 
 
-class Integer(_Analog):
+class Integer(_IntegerValue, _Analog):
     """Integer output (longout); client writes are clamped to [min_val, max_val] when a range is set.
 
     Args:
@@ -278,7 +481,7 @@ class Integer(_Analog):
         self.default_field('EGU', units or None)
 
 
-class Float(_Analog):
+class Float(_FloatValue, _Analog):
     """Floating-point output (ao); client writes are clamped to [min_val, max_val] when a range is set.
 
     Args:
@@ -299,7 +502,7 @@ class Float(_Analog):
         self.default_field('EGU', units or None)
 
 
-class IntegerInput(_Analog):
+class IntegerInput(_IntegerValue, _Analog):
     """Integer input (longin) for a value the app publishes; read-only to clients."""
 
     record_type = 'longin'
@@ -312,7 +515,7 @@ class IntegerInput(_Analog):
         self.default_field('EGU', units or None)
 
 
-class FloatInput(_Analog):
+class FloatInput(_FloatValue, _Analog):
     """Floating-point input (ai) for a value the app publishes; read-only to clients."""
 
     record_type = 'ai'
@@ -331,21 +534,43 @@ class _StringBase(Record):
     short_type = ''
 
     def __init__(self, name: str, max_length: int = 20, default: str = '', **kwargs: Any):
+        bad_length = not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1
+        self.max_length = 1 if bad_length else max_length
+        self.long = self.max_length > STRINGOUT_COMPAT  # known before the fields: it picks the record type
         super().__init__(name, **kwargs)
-        if not isinstance(max_length, int) or isinstance(max_length, bool) or max_length < 1:
+        if bad_length:
             self.problems.append(Problem(
                 'devioc.E015', f'max_length must be a positive integer, not {max_length!r}', 'e.g. max_length=80',
             ))
-            max_length = 1
-        self.max_length = max_length
+        elif max_length == STRINGOUT_COMPAT:
+            self.problems.append(Problem(
+                'devioc.W002', f'max_length=40 is served as a {self.short_type} holding {STRINGOUT_MAX} bytes, '
+                'as the original devioc served it', 'write max_length=39 to say so, or 41 and more for a CHAR '
+                'waveform that holds 40',
+            ))
         self.default = default
-        self.long = max_length > STRINGOUT_MAX
         if self.long:
             self.default_field('FTVL', 'CHAR')
-            self.default_field('NELM', max_length + 1)
-        if default not in (None, ''):
-            # a waveform's VAL cannot be set in a .db file: a constant input link loads it at init
-            self.default_field(*(('INP', {'const': default}) if self.long else ('VAL', default)))
+            self.default_field('NELM', self.max_length + 1)
+            # a CHAR waveform posts every write by default: a callback that writes back would loop
+            self.default_field('MPST', 'On Change')
+            self.default_field('APST', 'On Change')
+            if default not in (None, ''):
+                # a waveform's VAL cannot be set in a .db file: a constant input link loads it at init
+                self.default_field('INP', {'const': default})
+        elif default is not None:
+            # VAL given, even '', so the record starts defined (NO_ALARM), not UDF/INVALID
+            self.default_field('VAL', default)
+
+    @property
+    def capacity(self) -> int:
+        """Bytes of UTF-8 the record holds: 39 for a stringout/stringin, max_length for a waveform."""
+        return self.max_length if self.long else STRINGOUT_MAX
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> bytes:
+        if isinstance(value, np.generic):
+            value = value.item()
+        return _text(value, name, self.capacity)
 
     @property
     def record(self) -> str:
@@ -353,16 +578,18 @@ class _StringBase(Record):
 
 
 class String(_StringBase):
-    """String output: a stringout up to 39 characters, a CHAR waveform of max_length + 1 beyond.
+    """String output: a stringout for max_length up to 40 (it holds 39 bytes of UTF-8, as the
+    original devioc served it), a CHAR waveform of max_length + 1 elements beyond.
 
-    Long strings work with plain ``caput -S``/``caget -S`` clients and reach callbacks as str.
+    Long strings work with plain ``caput -S``/``caget -S`` clients and reach callbacks as str; their
+    waveform posts only changes (MPST/APST "On Change"), as a stringout does.
     """
 
     short_type = 'stringout'
 
 
 class StringInput(_StringBase):
-    """String input for text the app publishes: stringin, or a CHAR waveform beyond 39 characters."""
+    """String input for text the app publishes: stringin up to max_length 40, a CHAR waveform beyond."""
 
     short_type = 'stringin'
 
@@ -380,7 +607,7 @@ class Array(Record):
 
     def __init__(self, name: str, type: Any = int, length: int = 256, **kwargs: Any):  # noqa: A002
         super().__init__(name, **kwargs)
-        ftvl = ARRAY_TYPES.get(type, type)
+        ftvl = ARRAY_TYPES.get(type, type) if isinstance(type, (str, builtins.type)) else type
         if isinstance(ftvl, str):
             ftvl = ftvl.upper()
         if ftvl not in FTVL_CHOICES:
@@ -397,8 +624,32 @@ class Array(Record):
         self.default_field('FTVL', ftvl)
         self.default_field('NELM', length if isinstance(length, int) and length > 0 else None)
 
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> Any:
+        """A list of bytes (FTVL STRING) or a numpy array, checked element by element."""
+        nelm = int(self.fields.get('NELM', 1))
+        ftvl = str(self.fields.get('FTVL', self.ftvl or 'DOUBLE')).upper()
+        items = [value] if isinstance(value, (str, bytes)) or np.ndim(value) == 0 else list(value)
+        if len(items) > nelm:
+            raise ValueError(f'cannot put that array to {name}: {name} holds {nelm} elements, not {len(items)}')
+        if ftvl == 'STRING':
+            return [_text(item.item() if isinstance(item, np.generic) else item, name, STRINGOUT_MAX)
+                    for item in items]
+        try:
+            array = np.asarray(items)
+        except (TypeError, ValueError) as err:
+            raise ValueError(f'cannot put {value!r} to {name}: not an array of numbers') from err
+        if array.dtype.kind not in 'biuf' or array.ndim != 1:
+            raise ValueError(f'cannot put {value!r} to {name}: a {ftvl} waveform holds a flat list of numbers')
+        if ftvl in FTVL_RANGES and array.size:
+            low, high = FTVL_RANGES[ftvl]
+            if array.dtype.kind == 'f' and not np.all(np.isfinite(array)):
+                raise ValueError(f'cannot put {value!r} to {name}: a {ftvl} waveform holds integers, not inf/nan')
+            if array.min() < low or array.max() > high:
+                raise ValueError(f'cannot put {value!r} to {name}: a {ftvl} waveform holds {low}..{high}')
+        return array
 
-class Calc(Record):
+
+class Calc(_FloatValue, Record):
     """Calculation (calc) record: CALC expression over inputs A..L from links INPA..INPL.
 
     Args:

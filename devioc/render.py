@@ -6,33 +6,31 @@ are complete on their own. Output is stable: the same model, device and macros g
 from __future__ import annotations
 
 import json
-import re
+import logging
 from collections.abc import Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from . import checks
+from . import checks, dbd
+from .dbd import dbstring  # noqa: F401  (re-exported)
 
 TEMPLATES = Path(__file__).with_name('templates')
-_ESCAPES = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
-_SPECIAL = re.compile(r'[\\"\x00-\x1f\x7f]')
+logger = logging.getLogger('devioc.checks')
 
 
-def _escape(match: re.Match) -> str:
-    char = match.group()
-    return _ESCAPES.get(char) or f'\\x{ord(char):02x}'
+def dbvalue(value: Any, field: dbd.FieldDef | None = None) -> str:
+    """A field value as .db text, by the field's .dbd rule (:meth:`devioc.dbd.FieldDef.db_text`).
 
+    Without a field definition: JSON for link objects and arrays, else a quoted string.
 
-def dbstring(text: Any) -> str:
-    """Escape text for a double-quoted .db/.cmd string (backslash, quote, control characters)."""
-    return _SPECIAL.sub(_escape, str(text))
-
-
-def dbvalue(value: Any) -> str:
-    """A field value as .db text: JSON for link objects and arrays, else a quoted string."""
+    Raises:
+        devioc.dbd.FieldError: the field cannot hold the value (the checks report it first).
+    """
+    if field is not None:
+        return field.db_text(value)
     if isinstance(value, (dict, list, tuple)):
-        return json.dumps(value, separators=(',', ':'))
+        return json.dumps(value, separators=(',', ':'), ensure_ascii=False)
     if isinstance(value, bool):
         value = int(value)
     elif isinstance(value, float):
@@ -61,9 +59,15 @@ def _version() -> str:
 
 
 def expand_model(model_class: type, device: str, macros: Mapping[str, str] | None = None) -> dict:
-    """``{attname: (pv_name, fields)}`` for a device, or ModelError listing every problem."""
+    """``{attname: (pv_name, fields)}`` for a device, or ModelError listing every problem.
+
+    The warnings (``devioc.W0xx``) are logged on the ``devioc.checks`` logger (on stderr when
+    logging is not configured, as in ``devioc check``).
+    """
     records, messages = checks.expanded(model_class, device, dict(macros or {}))
     checks.raise_if(messages)
+    for message in checks.warnings_of(messages):
+        logger.warning('%s', message)
     return records
 
 
@@ -72,10 +76,11 @@ def render_db(model_class: type, device: str, macros: Mapping[str, str] | None =
     """The .db text of ``model_class`` for ``device``."""
     if records is None:
         records = expand_model(model_class, device, macros)
-    items = [  # escaped here: the template only lays the text out
-        (model_class._fields[att].record, dbstring(name), [(key, dbvalue(value)) for key, value in fields.items()])
-        for att, (name, fields) in records.items()
-    ]
+    items = []  # escaped here, by the same .dbd rules the checks apply: the template only lays the text out
+    for att, (name, fields) in records.items():
+        rtype = model_class._fields[att].record
+        defs = dbd.fields(rtype)
+        items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
     return environment().get_template('model.db.j2').render(
         model=model_class.__name__, device=device, version=_version(), records=items,
     )

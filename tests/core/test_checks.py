@@ -3,7 +3,7 @@ import enum
 
 import pytest
 
-from devioc import models
+from devioc import models, render
 from devioc.checks import ModelError, check_callbacks
 
 
@@ -142,8 +142,9 @@ def test_e013_string_too_long_for_its_field():
 def test_e014_unknown_keyword_with_hint():
     ids, text = errors_of(define(f=models.Float('f', unit='mm')))
     assert ids == [('devioc.E014', 'Bad.f')] and 'did you mean units=?' in text
-    ids, text = errors_of(define(f=models.Float('f', scan='1 second')))
-    assert ids == [('devioc.E014', 'Bad.f')] and 'SCAN=' in text
+    # a lower-case keyword that names no EPICS field stays an error (one that does is W001)
+    ids, text = errors_of(define(f=models.Float('f', scna='1 second')))
+    assert ids == [('devioc.E014', 'Bad.f')] and 'SCNA=' in text
 
 
 def test_e015_bad_argument_values():
@@ -213,3 +214,222 @@ def test_python_enum_choices():
 def test_e020_field_name_taken_by_the_model():
     ids, text = errors_of(define(ready=models.BoolInput('ready')))
     assert ids == [('devioc.E020', 'Bad.ready')] and "ready_pv = models.BoolInput('ready', ...)" in text
+
+
+# -- the .dbd rules: bytes, integer fields, DTYP, fields a database cannot set ----------------------
+
+def warnings_of(cls, device='D', macros=None):
+    from devioc import checks
+    _, messages = checks.expanded(cls, device, macros or {})
+    return [(m.id, m.obj) for m in messages if m.is_warning]
+
+
+def test_e003_e005_e013_count_utf8_bytes_not_characters():
+    """'é' and 'µ' take two bytes of a field: EPICS sizes are bytes (dbStaticLib dbPutString)."""
+    ids, text = errors_of(define(f=models.FloatInput('f', desc='Courant faisceau mesuré en µA (moyenne)')))
+    assert ids == [('devioc.E003', 'Bad.f')] and '41 bytes' in text
+    ids, _ = errors_of(define(e=models.Enum('e', choices=['OK', 'Température élevée: 10 µA'])))
+    assert ids == [('devioc.E005', 'Bad.e')]
+    ids, _ = errors_of(define(s=models.String('s', max_length=39, default='Échantillon n° 12 — position réglée')))
+    assert ('devioc.E013', 'Bad.s') in ids
+    type('Fine', (models.Model,), {'f': models.Float('f', desc='é' * 20)})  # 40 bytes: fits
+
+
+def test_integer_fields_get_integers():
+    """Integer(max_val=1e3) renders 1000: longout's DRVH is DBF_LONG, '1000.0' does not load."""
+    class Counter(models.Model):
+        count = models.Integer('count', max_val=1e3, min_val=-1e3)
+    db = render.render_db(Counter, 'D')
+    assert 'field(DRVH, "1000")' in db and 'field(LOPR, "-1000")' in db
+    ids, text = errors_of(define(i=models.Integer('i', max_val=1.5)))
+    assert set(ids) == {('devioc.E019', 'Bad.i')} and 'whole number' in text
+
+
+def test_e022_number_beyond_the_fields_c_type():
+    """softIoc wraps these silently (PREC is DBF_SHORT): refused, deliberately."""
+    ids, text = errors_of(define(f=models.Float('f', PREC=70000)))
+    assert ids == [('devioc.E022', 'Bad.f')] and '-32768..32767' in text
+    ids, _ = errors_of(define(i=models.Integer('i', default=2**31)))
+    assert ids == [('devioc.E022', 'Bad.i')]
+    ids, _ = errors_of(define(a=models.Array('a', NELM=-1)))
+    assert ids == [('devioc.E022', 'Bad.a')]
+
+
+def test_e023_float_softioc_cannot_represent():
+    ids, _ = errors_of(define(f=models.Float('f', HIHI='1e400')))
+    assert ids == [('devioc.E023', 'Bad.f')]
+    ids, _ = errors_of(define(f=models.Float('f', HIHI=1e-310)))
+    assert ids == [('devioc.E023', 'Bad.f')]
+
+
+def test_what_softioc_reads_is_accepted():
+    """Hex and octal integers, padded numbers, strtod's forms, menu indexes: softIoc loads them."""
+    class Fine(models.Model):
+        i = models.Integer('i', HOPR='0x10', LOPR='010', MDEL=' 3 ', HIHI='', SCAN='9', OOPT='')
+        f = models.Float('f', HIHI='0x1p3', LOLO='.5', HIGH='inf', LOW='-1e3', DTYP='Raw Soft Channel')
+    db = render.render_db(Fine, 'D')
+    # integers are written as the decimal softIoc reads (a leading 0 is octal there, as in C)
+    assert 'field(HOPR, "16")' in db and 'field(LOPR, "8")' in db and 'field(MDEL, "3")' in db
+    assert 'field(HIHI, "0x1p3")' in db
+
+
+def test_e012_dtyp_must_be_a_device_support_of_the_record_type():
+    ids, text = errors_of(define(f=models.Float('f', DTYP='Soft Chanel')))
+    assert ids == [('devioc.E012', 'Bad.f')] and "did you mean 'Soft Channel'?" in text
+    ids, _ = errors_of(define(s=models.String('s', DTYP='Raw Soft Channel')))  # stringout has none
+    assert ids == [('devioc.E012', 'Bad.s')]
+    type('Fine', (models.Model,), {'f': models.Float('f', DTYP='Async Soft Channel')})
+
+
+def test_e012_index_one_past_the_last_choice():
+    """softIoc takes SCAN='10' (menuScan has 10 choices, 0..9) and stores an illegal value."""
+    ids, text = errors_of(define(f=models.Float('f', SCAN='10')))
+    assert ids == [('devioc.E012', 'Bad.f')] and 'past the last' in text
+
+
+def test_e021_fields_a_database_cannot_set():
+    ids, text = errors_of(define(a=models.Array('a', VAL=1)))
+    assert ids == [('devioc.E021', 'Bad.a')] and 'DBF_NOACCESS' in text
+    ids, _ = errors_of(define(f=models.Float('f', NAME='other')))
+    assert ids == [('devioc.E021', 'Bad.f')]
+    type('Fine', (models.Model,), {'f': models.Float('f', UDF=0, STAT='NO_ALARM')})  # settable in a .db
+
+
+def test_e015_record_name_must_be_a_string():
+    ids, _ = errors_of(define(t=models.Toggle(5)))
+    assert ('devioc.E015', 'Bad.t') in ids
+
+
+def test_every_bad_argument_is_a_model_error_never_a_bare_exception():
+    """Any value of any argument of any kind: the class is built, or ModelError; nothing else."""
+    import inspect
+
+    from devioc import records
+    values = [None, 5, 1.5, 'x', '', [], {}, object(), True, -1, 'é' * 50, ('a',), 2**70, float('nan')]
+    for kind in records.KINDS:
+        params = {p for c in kind.__mro__ if '__init__' in c.__dict__
+                  for p in inspect.signature(c.__init__).parameters if p not in ('self', 'fields', 'kwargs')}
+        for param in params:
+            for value in values:
+                try:
+                    record = kind(value) if param == 'name' else kind('r', **{param: value})
+                    type('M', (models.Model,), {'f': record}).pv_names('D')
+                except ModelError:
+                    pass
+
+
+# -- macros --------------------------------------------------------------------------------------------
+
+def test_macros_expand_in_json_links_nested_and_in_state_names():
+    class M(models.Model):
+        long = models.String('long', max_length=80, default='$(device) ready')
+        where = models.Enum('where', choices=['$(first)', 'CLOSED'])
+        link = models.Float('link', DOL={'pva': '$(src):x'})
+    db = render.render_db(M, 'DEV', {'first': 'HUTCH', 'src': '$(device)-$(n)', 'n': '2'})
+    assert 'field(INP, {"const":"DEV ready"})' in db
+    assert 'field(ZRST, "HUTCH")' in db and '{"pva":"DEV-2:x"}' in db
+    assert M._fields['where'].choices({'first': 'HUTCH'}) == ['HUTCH', 'CLOSED']
+
+
+def test_e016_macro_defined_through_itself():
+    class M(models.Model):
+        f = models.Float('f', EGU='$(a)')
+    ids, text = errors_of(lambda: M.pv_names('D', {'a': '$(b)', 'b': '$(a)'}))
+    assert ids == [('devioc.E016', 'M.f')] and 'refers to itself' in text
+
+
+def test_expanded_values_are_checked_in_bytes():
+    class M(models.Model):
+        f = models.Float('f', desc='$(d)')
+    ids, _ = errors_of(lambda: M.pv_names('D', {'d': 'µ' * 21}))
+    assert ids == [('devioc.E003', 'M.f')]
+
+
+# -- warnings ------------------------------------------------------------------------------------------
+
+def test_w001_lower_case_keyword_naming_a_field_is_applied():
+    class M(models.Model):
+        score = models.Float('score', mdel=0, desc='x')
+    assert M._fields['score'].fields['MDEL'] == 0
+    assert warnings_of(M) == [('devioc.W001', 'M.score')]
+    assert 'field(MDEL, "0")' in render.render_db(M, 'D')
+
+
+def test_w003_lower_case_keyword_of_another_record_type_is_ignored_as_the_original_did():
+    """The original ignored mdel=0 on an Enum: mbbo has no MDEL field."""
+    class M(models.Model):
+        enable = models.Enum('enable', choices=['NO', 'YES'], mdel=0)
+    assert 'MDEL' not in M._fields['enable'].fields
+    assert warnings_of(M) == [('devioc.W003', 'M.enable')]
+
+
+def test_w002_string_40_stays_a_stringout():
+    class M(models.Model):
+        port = models.String('port', max_length=40)
+        note = models.String('note', max_length=39)
+        text = models.String('text', max_length=41)
+    assert [M._fields[a].record for a in ('port', 'note', 'text')] == ['stringout', 'stringout', 'waveform']
+    assert warnings_of(M) == [('devioc.W002', 'M.port')]
+    ids, _ = errors_of(define(s=models.String('s', max_length=40, default='x' * 40)))
+    assert ('devioc.E013', 'Bad.s') in ids
+
+
+def test_long_strings_post_only_changes():
+    """A CHAR waveform posts every write unless MPST/APST are 'On Change': write-back loops."""
+    record = models.String('s', max_length=100)
+    assert record.fields['MPST'] == record.fields['APST'] == 'On Change'
+
+
+def test_warnings_are_logged_when_the_model_is_expanded(caplog):
+    class M(models.Model):
+        score = models.Float('score', adel=1)
+    with caplog.at_level('WARNING', logger='devioc.checks'):
+        M.pv_names('D')
+    assert 'devioc.W001' in caplog.text and 'ADEL=1' in caplog.text
+
+
+def test_pini_only_for_records_without_output_links():
+    """PINI=YES gives a valid timestamp at start; a linked record would write through its link."""
+    class M(models.Model):
+        plain = models.Float('plain')
+        linked = models.Enum('linked', out='OTHER:x PP')
+        calcout = models.CalcOut('calcout', calc='A', out='OTHER:y')
+        forward = models.Float('forward', FLNK='OTHER:z')
+        chosen = models.Float('chosen', PINI='NO')
+    db = render.render_db(M, 'D')
+    blocks = {b.split('"')[1]: b for b in db.split('record(')[1:]}
+    assert 'PINI, "YES"' in blocks['D:plain']
+    for name in ('D:linked', 'D:calcout', 'D:forward'):
+        assert 'PINI' not in blocks[name]
+    assert 'PINI, "NO"' in blocks['D:chosen']
+
+
+def test_every_id_has_a_readme_row_and_a_test():
+    from pathlib import Path
+
+    from devioc.checks import CHECKS
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / 'README.md').read_text()
+    tests = ''.join(p.read_text() for p in (root / 'tests').rglob('test_*.py'))
+    for check_id in CHECKS:
+        assert f'| {check_id} |' in readme, f'{check_id} has no README row'
+        assert check_id.replace('devioc.', '').lower() in tests.lower() or check_id in tests, \
+            f'{check_id} has no test'
+
+
+@pytest.mark.xfail(strict=True, reason='needs the ModelType change in models.py given in the checks report '
+                                       '(fields collected along cls.__mro__); remove this mark with it')
+def test_fields_declared_in_several_bases_follow_pythons_mro():
+    """D(B, C), B(A), C(A): D.x is C's x, as Python's attribute lookup (D, B, C, A) finds it."""
+    class A(models.Model):
+        x = models.Float('x')
+
+    class B(A):
+        pass
+
+    class C(A):
+        x = models.Integer('x')
+
+    class D(B, C):
+        y = models.Float('y')
+    assert D._fields['x'].record == 'longout' and list(D._fields) == ['x', 'y']
