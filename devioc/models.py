@@ -36,19 +36,27 @@ class CacheDirError(OSError):
 
 
 class ModelType(type):
-    """Collects the record declarations of a model class (and of its bases) into ``_fields``."""
+    """Collects the record declarations of a model class and of its bases into ``_fields``.
+
+    Each class keeps its own declarations in ``_declared``; ``_fields`` walks the class's MRO from
+    the far end, so a field declared in several bases resolves as Python's attribute lookup would
+    (``D(B, C)`` with ``C`` redeclaring ``A``'s field gets ``C``'s), and a redeclared field moves to
+    its last declaration's place.
+    """
 
     def __new__(mcs, name: str, bases: tuple, attrs: dict):
-        fields: dict[str, Record] = {}
-        for base in reversed(bases):
-            fields.update(getattr(base, '_fields', {}))
+        declared: dict[str, Record] = {}
         for key in [k for k, v in attrs.items() if isinstance(v, Record)]:
-            record = attrs.pop(key)
-            record.attname = key
-            fields.pop(key, None)
-            fields[key] = record
-        attrs['_fields'] = fields
+            declared[key] = attrs.pop(key)
+            declared[key].attname = key
+        attrs['_declared'] = declared
         cls = super().__new__(mcs, name, bases, attrs)
+        fields: dict[str, Record] = {}
+        for klass in reversed(cls.__mro__):
+            for key, record in vars(klass).get('_declared', {}).items():
+                fields.pop(key, None)
+                fields[key] = record
+        cls._fields = fields
         checks.raise_if(checks.check_class(cls))
         return cls
 

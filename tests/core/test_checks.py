@@ -417,8 +417,6 @@ def test_every_id_has_a_readme_row_and_a_test():
             f'{check_id} has no test'
 
 
-@pytest.mark.xfail(strict=True, reason='needs the ModelType change in models.py given in the checks report '
-                                       '(fields collected along cls.__mro__); remove this mark with it')
 def test_fields_declared_in_several_bases_follow_pythons_mro():
     """D(B, C), B(A), C(A): D.x is C's x, as Python's attribute lookup (D, B, C, A) finds it."""
     class A(models.Model):
