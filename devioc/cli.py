@@ -329,16 +329,26 @@ def list_pvs_command(model: str, device: str, macros: tuple) -> None:
 @main.command('check')
 @_model_options
 def check_command(model: str, device: str, macros: tuple) -> None:
-    """Run the model checks for MODULE:Class and a device; exit status 1 when there are problems."""
-    from . import render
-    from .checks import ModelError
+    """Run the model checks for MODULE:Class and a device; exit status 1 when there are errors.
+
+    Warnings (devioc.W0xx) are printed too; they alone leave the exit status 0.
+    """
+    from . import checks
 
     model_class = _with_model(model)
+    records, messages = checks.expanded(model_class, device, macros_dict(macros))
     try:
-        records = render.expand_model(model_class, device, macros_dict(macros))
-    except ModelError as err:
+        checks.raise_if(messages)
+    except checks.ModelError as err:
         raise ModelProblems(model, err) from None
-    click.echo(f'{model}: no problems found ({len(records)} records for device {device})')
+    warnings = checks.warnings_of(messages)
+    for message in warnings:
+        click.echo(str(message), err=True)
+    if warnings:
+        click.echo(f'{model}: no errors, {len(warnings)} warning{"s" if len(warnings) > 1 else ""} '
+                   f'({len(records)} records for device {device})')
+    else:
+        click.echo(f'{model}: no problems found ({len(records)} records for device {device})')
 
 
 def _softioc_hint() -> str:

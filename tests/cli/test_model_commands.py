@@ -157,3 +157,22 @@ def test_device_is_required(module):
     result = invoke('list-pvs', f'{name}:Demo')
     assert result.exit_code == 2
     assert "Missing option '-d' / '--device'" in result.output
+
+
+WARNED = '''
+from devioc import models
+
+class Legacy(models.Model):
+    name = models.String('name', max_length=40)
+    mode = models.Enum('mode', choices=['A', 'B'], mdel=0)
+'''
+
+
+def test_check_prints_warnings_and_exits_0(module):
+    """check prints each warning with its id, counts them, and exits 0: warnings alone are no failure."""
+    name = module(WARNED)
+    result = invoke('check', f'{name}:Legacy', '--device', 'DEV-1')
+    assert result.exit_code == 0, result.output
+    assert 'Legacy.name: (devioc.W002)' in result.output
+    assert 'Legacy.mode: (devioc.W003)' in result.output
+    assert f'{name}:Legacy: no errors, 2 warnings (2 records for device DEV-1)' in result.output
