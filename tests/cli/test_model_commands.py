@@ -157,3 +157,13 @@ def test_device_is_required(module):
     result = invoke('list-pvs', f'{name}:Demo')
     assert result.exit_code == 2
     assert "Missing option '-d' / '--device'" in result.output
+
+
+def test_render_into_a_directory_that_cannot_be_made_is_an_error(module, tmp_path):
+    """devioc render -o PATH that cannot be made: exit status 1 naming the path, no traceback."""
+    name = module(GOOD)
+    (tmp_path / 'afile').write_text('a file')
+    result = invoke('render', f'{name}:Demo', '-d', 'D', '-m', 'location=hutch', '-o', str(tmp_path / 'afile' / 'out'))
+    assert result.exit_code == 1, result.output
+    assert f'cannot write into {tmp_path}/afile/out' in result.output
+    assert not isinstance(result.exception, OSError)
