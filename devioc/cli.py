@@ -190,14 +190,24 @@ def start_project(name: str, directory: str | os.PathLike | None = None) -> Path
         raise DeviocError(f'{target} already exists and is not empty; devioc never overwrites files. '
                           'Choose another name or directory, or remove it first')
     files = render_tree(template_root(), project_context(name))
-    target.mkdir(parents=True, exist_ok=True)
-    for rel, (text, executable) in files.items():
-        path = target / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(text, encoding='utf-8')
-        if executable:
-            path.chmod(0o755)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+        for rel, (text, executable) in files.items():
+            path = target / rel
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(text, encoding='utf-8')
+            if executable:
+                path.chmod(0o755)
+    except OSError as err:
+        raise DeviocError(f'cannot write the project into {target}: {_os_reason(err)}. '
+                          'Choose a directory this user can write') from None
     return target
+
+
+def _os_reason(err: OSError) -> str:
+    """'Permission denied (/path)': an OSError without its '[Errno N]' prefix."""
+    reason = err.strerror or str(err)
+    return f'{reason} ({err.filename})' if err.filename else reason
 
 
 # -- models -----------------------------------------------------------------------------------------
@@ -303,9 +313,12 @@ def render_command(model: str, device: str, macros: tuple, output: str) -> None:
         cmd_text = render.render_cmd(model_class, device, macro_map, db_filename=db_path.name)
     except ModelError as err:
         raise ModelProblems(model, err) from None
-    out.mkdir(parents=True, exist_ok=True)
-    db_path.write_text(db_text)
-    cmd_path.write_text(cmd_text)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        db_path.write_text(db_text)
+        cmd_path.write_text(cmd_text)
+    except OSError as err:
+        raise DeviocError(f'cannot write into {out}: {_os_reason(err)}. Give -o a directory this user can write') from None
     click.echo(f'wrote {db_path}')
     click.echo(f'wrote {cmd_path}')
     click.echo(f'run it with: cd {shlex.quote(str(out))} && {shlex.quote(_softioc_hint())} {cmd_path.name}')

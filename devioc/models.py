@@ -11,6 +11,7 @@ import atexit
 import logging
 import os
 import re
+import string
 import threading
 import time
 import weakref
@@ -90,8 +91,15 @@ def cache_root() -> Path:
     return root
 
 
+_PLAIN = frozenset(string.ascii_letters + string.digits + '_-')
+
+
 def _safe(name: str) -> str:
-    return re.sub(r'[^A-Za-z0-9_.-]', '_', name)
+    """The cache subdirectory of device ``name``: the name itself when it is plain letters, digits,
+    ``_`` and ``-``; otherwise every other character is written as its UTF-8 bytes, ``%XX``. One
+    directory per device: ``X:A`` and ``X_A`` (different devices, different locks) must not share
+    the .db/.cmd files, or one softIoc may load the other's database when both start at once."""
+    return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
 class Model(metaclass=ModelType):

@@ -176,3 +176,13 @@ def test_check_prints_warnings_and_exits_0(module):
     assert 'Legacy.name: (devioc.W002)' in result.output
     assert 'Legacy.mode: (devioc.W003)' in result.output
     assert f'{name}:Legacy: no errors, 2 warnings (2 records for device DEV-1)' in result.output
+
+
+def test_render_into_a_directory_that_cannot_be_made_is_an_error(module, tmp_path):
+    """devioc render -o PATH that cannot be made: exit status 1 naming the path, no traceback."""
+    name = module(GOOD)
+    (tmp_path / 'afile').write_text('a file')
+    result = invoke('render', f'{name}:Demo', '-d', 'D', '-m', 'location=hutch', '-o', str(tmp_path / 'afile' / 'out'))
+    assert result.exit_code == 1, result.output
+    assert f'cannot write into {tmp_path}/afile/out' in result.output
+    assert not isinstance(result.exception, OSError)

@@ -90,6 +90,16 @@ def test_existing_directory_is_never_overwritten(runner, tmp_path):
     assert tree(root) == {'README.md'}
 
 
+def test_target_that_cannot_be_made_is_an_error_not_a_traceback(runner, tmp_path):
+    """A directory that cannot be made (here: under a file; as a user, under a read-only directory)
+    gives exit status 1 and a message naming the path, not an OSError traceback."""
+    (tmp_path / 'afile').write_text('a file')
+    result = runner.invoke(cli.main, ['startproject', 'myioc', str(tmp_path / 'afile' / 'myioc')])
+    assert result.exit_code == 1, result.output
+    assert f'cannot write the project into {tmp_path}/afile/myioc' in result.output
+    assert 'Traceback' not in result.output and not isinstance(result.exception, OSError)
+
+
 def test_target_that_is_a_file_is_refused(runner, tmp_path):
     """A target path that is a file is refused, not replaced."""
     (tmp_path / 'myioc').write_text('a file')

@@ -53,6 +53,16 @@ def test_names_that_sanitise_alike_are_different_locks():
             h.close()
 
 
+def test_names_that_sanitise_alike_get_different_cache_directories():
+    """X:A and X_A may run at once (different locks), so they must not share the .db/.cmd directory:
+    measured, when both started together one softIoc loaded the other's database and timed out."""
+    names = ['X:A', 'X_A', 'X%3AA', 'X.A', 'a/b', 'a_b', 'é', '_', '']
+    dirs = [models._safe(name) for name in names]
+    assert len(set(dirs)) == len(names), dict(zip(names, dirs))
+    assert models._safe('MYIOC-001') == 'MYIOC-001'                  # plain names are unchanged
+    assert all('/' not in d and d not in ('', '.', '..') for d in dirs)
+
+
 def test_long_names_fit_the_socket_address():
     """A name too long for sun_path is locked by its SHA-256; two such names differ."""
     first, second = 'L' * 150 + fresh(), 'L' * 150 + fresh()

@@ -338,3 +338,31 @@ def test_init_script_is_posix_sh():
     rendered = cli.render_tree(cli.template_root(), cli.project_context('depioc'), 'deploy')['init-template'][0]
     result = subprocess.run(['sh', '-n'], input=rendered, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+def test_init_script_trusts_no_pid_file_that_names_another_process(deployment, tmp_path):
+    """The PID file is in RUN_DIR, which the service user owns (and the IOC shell's `system` runs as
+    that user): a PID file naming some other process must not make root's `stop` kill it, nor
+    `status` call the instance running."""
+    project, values = deployment
+    etc = tmp_path / 'etc'
+    etc.mkdir()
+    values.update(RUN_AS='root' if os.getuid() == 0 else os.environ.get('USER', ''),
+                  RUN_DIR=str(tmp_path / 'run'), LOG_DIR=str(tmp_path / 'log'), PROCSERV=PROCSERV,
+                  WORKDIR=str(tmp_path / 'work'), DEVIOC_CACHE_DIR=str(tmp_path / 'cache'))
+    write_env_file(etc / f'{INSTANCE}.env', values)
+    script = tmp_path / f'depioc-{INSTANCE}'
+    shutil.copy(project / 'deploy' / 'init-template', script)
+    env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'ENV_DIR': str(etc)}
+    victim = subprocess.Popen(['sleep', '60'])
+    try:
+        (tmp_path / 'run' / 'procServ.pid').write_text(f'{victim.pid}\n')
+        status = subprocess.run(['sh', str(script), 'status'], env=env, capture_output=True, text=True, timeout=30)
+        assert status.returncode == 1, status.stdout + status.stderr      # LSB: dead, PID file left
+        stopped = subprocess.run(['sh', str(script), 'stop'], env=env, capture_output=True, text=True, timeout=30)
+        assert stopped.returncode == 0 and 'not running' in stopped.stdout, stopped.stdout + stopped.stderr
+        time.sleep(0.2)
+        assert victim.poll() is None, 'the init script killed the process the PID file named'
+    finally:
+        victim.kill()
+        victim.wait()
