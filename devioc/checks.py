@@ -197,6 +197,10 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
     """
     out: dict[str, tuple[str, dict]] = {}
     messages: list[CheckMessage] = warnings_of(check_class(cls))
+    if not isinstance(device, str) or not device.strip():
+        messages.append(CheckMessage('devioc.E015', f'device name {device!r} is empty',
+                                     'give the device name, the prefix of every PV (e.g. MYIOC-001)', cls.__name__))
+        return out, messages
     all_macros = {**macros, 'device': device}
     seen: dict[str, str] = {}
     for attname, record in cls._fields.items():
@@ -207,8 +211,9 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
             messages.append(CheckMessage('devioc.E016', f'record name uses {err}',
                                          f'pass macros={{{err.name!r}: ...}} to the model', where))
             continue
-        if len(name) > MAX_NAME:
-            messages.append(CheckMessage('devioc.E001', f'record name {name!r} is {len(name)} characters; '
+        size = len(name.encode('utf-8'))
+        if size > MAX_NAME:
+            messages.append(CheckMessage('devioc.E001', f'record name {name!r} is {size} bytes; '
                                          f'EPICS allows {MAX_NAME}', 'use a shorter device or field name', where))
         if _BAD_NAME_CHARS.search(name):
             messages.append(CheckMessage('devioc.E002', f'record name {name!r} has a character EPICS does not allow',

@@ -27,6 +27,26 @@ def test_e001_name_too_long_after_expansion():
     assert 'EPICS allows 60' in text and 'HINT' in text
 
 
+def test_e001_counts_bytes_not_characters():
+    """A record name's 60 are bytes (PVNAME_STRINGSZ): 'µ' takes two of them."""
+    class M(models.Model):
+        value = models.Float('$(prefix)')
+    assert M.pv_names('DEV', {'prefix': 'x' * 56}) == ['DEV:' + 'x' * 56]
+    ids, text = errors_of(lambda: M.pv_names('DEV', {'prefix': 'x' * 55 + 'µ'}))
+    assert ids == [('devioc.E001', 'M.value')]
+    assert 'is 61 bytes' in text
+
+
+@pytest.mark.parametrize('device', ['', '   '])
+def test_e015_empty_device_name(device):
+    """An empty device name would serve PVs named ':value' and write into the cache root itself."""
+    class M(models.Model):
+        value = models.Float('value')
+    ids, text = errors_of(lambda: M.pv_names(device))
+    assert ids == [('devioc.E015', 'M')]
+    assert 'is empty' in text and 'HINT' in text
+
+
 @pytest.mark.parametrize('name', ['has space', 'quo"te', 'dot.ted', 'dol$lar', "ti'ck", 'tab\there'])
 def test_e002_illegal_name_characters(name):
     ids, _ = errors_of(define(f=models.Float(name)))
