@@ -153,22 +153,58 @@ def attach_console(model: Any, reactor: Any = None, stdin_fd: int = 0, stdout_fd
     return console
 
 
+class StartupInterrupted(BaseException):
+    """SIGTERM, SIGINT or SIGHUP arrived while the app was starting (raised in the main thread).
+
+    A BaseException, as KeyboardInterrupt: an app's ``except Exception`` does not swallow it, and
+    the model's constructor stops its softIoc on the way out.
+    """
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: 'starting': a stop signal raises StartupInterrupted; 'received': the first stop signal, if any
+_signals: dict[str, Any] = {'starting': False, 'received': None}
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f'signal {signum}'
+
+
 def take_signals(reactor: Any) -> None:
-    """Unblock SIGTERM, SIGINT and SIGHUP, and make SIGHUP a clean shutdown too.
+    """Unblock SIGTERM, SIGINT and SIGHUP and make each a clean shutdown, from start-up on.
 
     procServ (2.7) starts its child with SIGHUP, SIGPIPE and SIGTERM blocked, so without this an
     app under procServ would ignore SIGTERM (procServ's Ctrl-X with --killsig=15, systemctl stop).
-    Call it in the main thread before any other thread starts: threads inherit the mask.
+    While the app starts (until :func:`serve` has made it) the first stop signal raises
+    :class:`StartupInterrupted` in the main thread; after, it stops the reactor (which installs its
+    own SIGTERM/SIGINT handlers when it runs; SIGHUP stays this one). Later signals are ignored
+    while the first one is being handled. Call it in the main thread before any other thread
+    starts: threads inherit the mask.
     """
     import signal
 
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
-    def hangup(signum: int, frame: Any) -> None:
-        logger.info('hangup (SIGHUP): shutting down')
+    def stop_signal(signum: int, frame: Any) -> None:
+        if _signals['received'] is not None and _signals['starting']:
+            return   # already on the way out
+        _signals['received'] = signum
+        if _signals['starting']:
+            raise StartupInterrupted(signum)
+        logger.info('%s: shutting down', _signal_name(signum))
         reactor.callFromThread(_stop_reactor, reactor)
 
-    signal.signal(signal.SIGHUP, hangup)
+    _signals.update(starting=True, received=None)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop_signal)
 
 
 def exit_status(model: Any) -> int:
@@ -196,7 +232,16 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         from twisted.internet import reactor
     take_signals(reactor)
     try:
-        app = app_factory()
+        try:
+            app = app_factory()
+        finally:
+            _signals['starting'] = False
+    except StartupInterrupted as stop:
+        from .models import shutdown_all
+
+        shutdown_all()   # a model the app made before the signal; the interrupted one stopped itself
+        logger.info('%s during start-up: stopped', _signal_name(stop.signum))
+        return 0
     except ModelError as err:
         logger.error('the model has errors:\n%s', err)
         return 1
