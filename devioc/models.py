@@ -35,6 +35,30 @@ class DeviceBusy(RuntimeError):
     """Another process on this host already runs an IOC for the same device."""
 
 
+class StartupInterrupted(BaseException):
+    """A stop was asked for (:func:`interrupt_start`, e.g. SIGTERM) while a model was starting.
+
+    A BaseException, as KeyboardInterrupt: an app's ``except Exception`` does not swallow it. The
+    model's constructor has stopped its softIoc when this comes out of it.
+    """
+
+    def __init__(self, signum: int | None = None):
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: the signal that asked models being started to stop (None: none did)
+_interrupt: dict[str, int | None] = {'signum': None}
+
+
+def interrupt_start(signum: int | None) -> None:
+    """Ask models being started to stop (safe to call from a signal handler); None withdraws it.
+
+    A model's constructor then stops its softIoc and raises :class:`StartupInterrupted` within 50 ms.
+    """
+    _interrupt['signum'] = signum
+
+
 class ModelType(type):
     """Collects the record declarations of a model class (and of its bases) into ``_fields``."""
 
@@ -266,10 +290,12 @@ class Model(metaclass=ModelType):
         """
         while True:
             finished = done()
+            if _interrupt['signum'] is not None:
+                raise StartupInterrupted(_interrupt['signum'])
             if self.process.load_failed:
                 raise IOCStartError(self._start_failure('softIoc could not load the database'))
             if self.process.exited.is_set():
-                raise IOCStartError(self._start_failure('softIoc exited during start-up'))
+                raise IOCStartError(self._start_failure('softIoc exited during start-up'), self.process.returncode)
             if finished:
                 return
             if time.monotonic() > deadline:
@@ -307,7 +333,9 @@ class Model(metaclass=ModelType):
         if reactor.running:
             logger.critical('%s: the IOC is gone; stopping the app', self.device_name)
             global _exit_status
-            _exit_status = _exit_status or _status_of(code)
+            from .shell import status_of
+
+            _exit_status = _exit_status or status_of(code)
             reactor.stop()
 
     @classmethod
@@ -336,11 +364,6 @@ class Model(metaclass=ModelType):
 
 #: the exit status the process ends with because an IOC died under a running reactor (0: none did)
 _exit_status = 0
-
-
-def _status_of(code: int) -> int:
-    """A process exit status for softIoc's return code: 128 + signal, its own code, or 1."""
-    return 128 - code if code < 0 else (code or 1)
 
 
 @atexit.register

@@ -110,7 +110,16 @@ def find_softioc(command: str | None = None, pva: bool = False) -> str:
 
 
 class IOCStartError(RuntimeError):
-    """The IOC process did not come up; the message includes its last output."""
+    """The IOC process did not come up; the message includes its last output.
+
+    Args:
+        message: what went wrong, with softIoc's last output.
+        returncode: softIoc's return code if it exited (negative: the signal), else None.
+    """
+
+    def __init__(self, message: str, returncode: int | None = None):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 class IOCProcess:
