@@ -435,6 +435,10 @@ class PV:
             self._check(ca.libca.ca_array_put(ftype, count, self._chid, data))
             flusher.request()
             return True
+        return self._put_wait(value, timeout)
+
+    def _put_wait(self, value: Any, timeout: float) -> bool:
+        """put(wait=True): its own method, so that put()'s fast path makes no closure cells."""
         done = threading.Event()
         outcome: list[int] = []
 
