@@ -171,7 +171,7 @@ def take_signals(reactor: Any) -> None:
 
     procServ (2.7) starts its child with SIGHUP, SIGPIPE and SIGTERM blocked, so without this an
     app under procServ would ignore SIGTERM (procServ's Ctrl-X with --killsig=15, systemctl stop).
-    While the app starts (until :func:`serve` has made it) a stop signal only takes note
+    While :func:`serve` starts the app (until it has made it) a stop signal only takes note
     (:func:`devioc.models.interrupt_start`): a model waiting for its IOC then stops softIoc and
     raises :class:`devioc.models.StartupInterrupted`, and serve() returns 0. Nothing is raised from
     the handler itself, which could land anywhere (inside an import, a lock, a finally block).
@@ -195,7 +195,6 @@ def take_signals(reactor: Any) -> None:
         logger.info('%s: shutting down', _signal_name(signum))
         reactor.callFromThread(_stop_reactor, reactor)
 
-    _signals.update(starting=True, received=None)
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop_signal)
 
@@ -226,6 +225,7 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
     if reactor is None:
         from twisted.internet import reactor
     take_signals(reactor)
+    _signals.update(starting=True, received=None)
     try:
         try:
             app = app_factory()
