@@ -2,7 +2,9 @@
 
 Each field of a running model is a :class:`PV`. Its channel is made in libca directly once the IOC
 serves its records, with no Python connection callback: libca connects them all in C while the
-constructor waits in ``ca_pend_io``. A field is monitored only when it needs to be: at once when it
+constructor watches each channel's own state (``ca_state``). Every method may be called from any
+thread: the process's CA context is attached to a thread on its first call (:mod:`devioc.ca`).
+A field is monitored only when it needs to be: at once when it
 has a ``do_<field>`` callback, else from its first ``get()``. So the values an app publishes to
 records it never reads do not come back to it as monitor events (the echo costs a round trip ~0.2 ms
 at the median and milliseconds at the tail). Monitor events arrive on libca's thread; they update the
@@ -25,9 +27,16 @@ import numpy as np
 from epics import ca, dbr
 from twisted.python import threadable
 
+from . import ca as ca_context
+from .ca import _tls
+
 logger = logging.getLogger(__name__)
 
-MONITOR_MASK = dbr.DBE_VALUE | dbr.DBE_ALARM
+#: what drives ``get()`` and ``do_<field>``: value events only, as ``camonitor -m v`` sees them; an
+#: alarm-only event (a HIHI crossing, UDF clearing on a same-value write) carries no new value
+MONITOR_MASK = dbr.DBE_VALUE
+#: a second subscription keeps ``severity`` and ``status`` current without calling back
+ALARM_MASK = dbr.DBE_ALARM
 # DBR type of the VAL field served over CA, by record type (waveforms: by FTVL)
 _RECORD_DBR = {
     'ao': dbr.DOUBLE, 'ai': dbr.DOUBLE, 'calc': dbr.DOUBLE, 'calcout': dbr.DOUBLE,
@@ -105,14 +114,17 @@ dispatcher = _Dispatcher()
 
 
 def ensure_context() -> None:
-    """Load libca and create pyepics' CA context (preemptive callbacks) if not done yet."""
-    if ca.libca is None:
-        ca.initialize_libca()
+    """Load libca, make the process's CA context if not done yet, and attach it to this thread."""
+    ca_context.attach()
 
 
 def ca_flush() -> None:
-    """Send everything libca has queued now."""
-    ca.libca.ca_flush_io()
+    """Send everything libca has queued now (in this thread's CA context, attached if need be)."""
+    ca_context.flush()
+
+
+class PutFailed(RuntimeError):
+    """The IOC refused a put (its put-completion status was not ECA_NORMAL), e.g. a DISP=1 record."""
 
 
 _pending_puts: dict[int, Any] = {}
@@ -121,15 +133,10 @@ _subscribe_lock = threading.Lock()
 CS_CONN = 2  # ca_state() of a connected channel
 
 
-def pend_io(timeout: float) -> bool:
-    """Wait until every channel made without a connection callback is connected; False on timeout."""
-    return ca.libca.ca_pend_io(timeout) == dbr.ECA_NORMAL
-
-
-def _monitor_event(args: Any) -> None:
-    """libca monitor callback (libca's thread): unpack the DBR_TIME_* value and hand it to the PV."""
+def _unpack_event(args: Any) -> tuple | None:
+    """(value, severity, status, timestamp) of a DBR_TIME_* event or get reply; None if unusable."""
     if args.status != dbr.ECA_NORMAL:
-        return
+        return None
     pv = args.usr
     try:
         head = ctypes.cast(args.raw_dbr, pv._time_pointer).contents  # status, severity, stamp, first value
@@ -143,8 +150,48 @@ def _monitor_event(args: Any) -> None:
         timestamp = stamp.secs + dbr.EPICS2UNIX_EPOCH + stamp.nsec * 1e-9
     except Exception:
         logger.exception('cannot unpack a monitor update of %s', getattr(pv, 'name', '?'))
-        return
-    pv._on_monitor(value, head.severity, head.status, timestamp)
+        return None
+    return value, head.severity, head.status, timestamp
+
+
+def _monitor_event(args: Any) -> None:
+    """libca value monitor callback (libca's thread): hand the value to the PV."""
+    event = _unpack_event(args)
+    if event is not None:
+        args.usr._on_monitor(*event)
+
+
+def _alarm_event(args: Any) -> None:
+    """libca alarm monitor callback (libca's thread): update the PV's severity and status only."""
+    event = _unpack_event(args)
+    if event is not None:
+        pv = args.usr
+        pv.severity, pv.status = event[1], event[2]
+
+
+def _fresh_event(args: Any) -> None:
+    """libca get callback of the read that follows a completed put (libca's thread)."""
+    pv, done = args.usr
+    event = _unpack_event(_Args(args, pv)) if args.status == dbr.ECA_NORMAL else None
+    try:
+        if event is not None:
+            pv._on_fresh(*event)
+    finally:
+        done()
+
+
+class _Args:
+    """An event_handler_args look-alike whose ``usr`` is the PV (for :func:`_unpack_event`)."""
+
+    def __init__(self, args: Any, pv: Any):
+        self.status, self.raw_dbr, self.count, self.type, self.usr = args.status, args.raw_dbr, args.count, \
+            args.type, pv
+        self.chid = args.chid
+
+
+def _put_event(args: Any) -> None:
+    """libca put-completion callback (libca's thread): call the waiter with the completion status."""
+    args.usr(args.status)
 
 
 def _unpack(data: Any, count: int, ntype: int, nelm: int) -> Any:
@@ -160,6 +207,9 @@ def _unpack(data: Any, count: int, ntype: int, nelm: int) -> Any:
 
 
 _EVENT_CB = dbr.make_callback(_monitor_event, dbr.event_handler_args)
+_ALARM_CB = dbr.make_callback(_alarm_event, dbr.event_handler_args)
+_FRESH_CB = dbr.make_callback(_fresh_event, dbr.event_handler_args)
+_PUT_CB = dbr.make_callback(_put_event, dbr.event_handler_args)
 
 
 def dbr_type(record_type: str, ftvl: str | None = None) -> int:
@@ -201,10 +251,12 @@ class PV:
         self._time_pointer: Any = None
         self._scalar_event = False
         self._scalar = None
+        self._alarm_subscription = None
+        self._fresh_stamp = 0.0  # timestamp of the value read back after the last completed put
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
-        """Create the channel in libca; returns at once (:func:`pend_io` waits for the connection).
+        """Create the channel in libca; returns at once (``connected`` tells when it is connected).
 
         libca is called directly: pyepics' create_channel and create_subscription cost ~0.4 ms a
         channel (context checks, caches, two CA pends per subscription), 4 s for 10,000 records.
@@ -221,6 +273,8 @@ class PV:
 
         ``on_first_value(pv)`` is called (on libca's thread) when the first value has arrived.
         """
+        if not _tls.attached:
+            ca_context.attach()
         with _subscribe_lock:
             if self._subscription is not None or self._chid is None:
                 return
@@ -234,6 +288,10 @@ class PV:
             self._check(ca.libca.ca_create_subscription(ftype, 0, self._chid, MONITOR_MASK, _EVENT_CB, user_arg,
                                                         ctypes.byref(event_id)), 'subscribe to')
             self._subscription = (user_arg, event_id)  # libca holds pointers to both: keep them alive
+            alarm_id = ctypes.c_void_p()
+            self._check(ca.libca.ca_create_subscription(ftype, 0, self._chid, ALARM_MASK, _ALARM_CB, user_arg,
+                                                        ctypes.byref(alarm_id)), 'subscribe to the alarms of')
+            self._alarm_subscription = alarm_id
 
     @property
     def monitored(self) -> bool:
@@ -248,13 +306,43 @@ class PV:
 
     def _on_monitor(self, value: Any, severity: int = 0, status: int = 0, timestamp: float = 0.0) -> None:
         value = self._from_ca(value)
-        self._value, self.severity, self.status, self.timestamp = value, severity, status, timestamp
+        if timestamp >= self._fresh_stamp:  # else: posted before a put whose result was already read back
+            self._value, self.severity, self.status, self.timestamp = value, severity, status, timestamp
         if not self._has_value.is_set():
             self._has_value.set()
             if self._on_first_value is not None:
                 self._on_first_value(self)
         if self.callback is not None:
             dispatcher.post(self._reactor, self, value)
+
+    def _on_fresh(self, value: Any, severity: int, status: int, timestamp: float) -> None:
+        """The value read back after a completed put (libca's thread): ``get()`` returns it at once.
+
+        The IOC may send a put's completion before the monitor event of the value it wrote; without
+        this read-back, a ``get()`` right after ``put(wait=True)`` could return the value before.
+        """
+        self._fresh_stamp = timestamp
+        self._value, self.severity, self.status, self.timestamp = self._from_ca(value), severity, status, timestamp
+
+    def _read_back(self, done: Callable[[], None]) -> None:
+        """Ask the IOC for the record's value now (a CA get), then call ``done`` (any thread)."""
+        if self._subscription is None or self._chid is None:  # unmonitored: the first get() reads it
+            done()
+            return
+        key = next(_put_keys)
+
+        def finished():
+            _pending_puts.pop(key, None)
+            done()
+
+        _pending_puts[key] = user_arg = ctypes.py_object((self, finished))
+        ftype = ca.promote_fieldtype(self.ftype, use_time=True)
+        status = ca.libca.ca_array_get_callback(ftype, 0, self._chid, _FRESH_CB, user_arg)
+        if status != dbr.ECA_NORMAL:
+            _pending_puts.pop(key, None)
+            done()
+            return
+        ca.libca.ca_flush_io()
 
     def _from_ca(self, value: Any) -> Any:
         if self.is_string and not isinstance(value, str):
@@ -283,6 +371,8 @@ class PV:
         The first call on a field without a callback subscribes to it and waits (at most
         ``timeout`` seconds) for the IOC's current value, which includes every put made before.
         """
+        if not _tls.attached:
+            ca_context.attach()
         if self._subscription is None:
             if not self.connected:
                 raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
@@ -317,46 +407,101 @@ class PV:
 
     # -- writes
     def put(self, value: Any, wait: bool = False, timeout: float = 30.0, **_: Any) -> bool:
-        """Write ``value`` to the record.
+        """Write ``value`` to the record; callable from any thread.
 
         Without ``wait`` the put is queued and flushed at the end of the reactor turn (at once when
-        called outside the running reactor). With ``wait=True`` it blocks until the IOC has processed
-        the record, at most ``timeout`` seconds; a timeout is logged and returns False.
+        called from another thread or outside the running reactor). With ``wait=True`` it blocks until
+        the IOC has processed the record, at most ``timeout`` seconds, and a ``get()`` after it returns
+        the value the record now holds.
+
+        Args:
+            value: the value, in the record's Python type (see ``get()``), or a state name for enums.
+            wait: block until the IOC completes the put (CA put-callback, as ``caput -c``).
+            timeout: seconds to wait for the completion (with ``wait=True``).
+
+        Returns:
+            True once queued (no ``wait``) or completed; False, with an error logged, when the IOC
+            refused the put (e.g. DISP=1 or access security: its completion status is not
+            ECA_NORMAL, where ``caput -c`` exits 1) or did not complete it within ``timeout``.
+
+        Raises:
+            ValueError: the record cannot hold ``value``.
+            RuntimeError: the channel is closed or not connected.
         """
+        if not _tls.attached:
+            ca_context.attach()
         if not wait:
             ftype, count, data = self._data(value)
             self._check(ca.libca.ca_array_put(ftype, count, self._chid, data))
             flusher.request()
             return True
+        return self._put_wait(value, timeout)
+
+    def _put_wait(self, value: Any, timeout: float) -> bool:
+        """put(wait=True): its own method, so that put()'s fast path makes no closure cells."""
         done = threading.Event()
-        self._put_callback(value, done.set)
-        ca_flush()
-        if done.wait(timeout):
-            return True
-        logger.error('put of %r to %s was not completed within %.1f s', value, self.name, timeout)
-        return False
+        outcome: list[int] = []
+
+        def completed(status: int) -> None:
+            outcome.append(status)
+            if status == dbr.ECA_NORMAL:
+                self._read_back(done.set)
+            else:
+                done.set()
+
+        self._put_callback(value, completed)
+        ca.libca.ca_flush_io()
+        if not done.wait(timeout):
+            logger.error('put of %r to %s was not completed within %.1f s', value, self.name, timeout)
+            return False
+        if outcome[0] != dbr.ECA_NORMAL:
+            logger.error('%s', self._refused(value, outcome[0]))
+            return False
+        return True
 
     def put_deferred(self, value: Any):
-        """Write ``value``; the Deferred fires with this PV when the IOC has processed the record."""
+        """Write ``value``; callable from any thread.
+
+        Returns:
+            a Deferred that fires on the reactor thread with this PV once the IOC has processed the
+            record (a ``get()`` then returns the value it holds), or errbacks with :class:`PutFailed`
+            when the IOC refused the put.
+
+        Raises:
+            ValueError: the record cannot hold ``value``.
+        """
         from twisted.internet import defer
 
+        if not _tls.attached:
+            ca_context.attach()
         d = defer.Deferred()
         reactor = self._reactor
-        self._put_callback(value, lambda: reactor.callFromThread(d.callback, self))
+
+        def completed(status: int) -> None:
+            if status == dbr.ECA_NORMAL:
+                self._read_back(lambda: reactor.callFromThread(d.callback, self))
+            else:
+                reactor.callFromThread(d.errback, PutFailed(self._refused(value, status)))
+
+        self._put_callback(value, completed)
         flusher.request()
         return d
 
-    def _put_callback(self, value: Any, done: Callable[[], None]) -> None:
+    def _refused(self, value: Any, status: int) -> str:
+        return (f'the IOC refused the put of {value!r} to {self.name}: {ca.message(status)} (is the record '
+                'disabled for puts, DISP=1, or does access security deny this client?)')
+
+    def _put_callback(self, value: Any, done: Callable[[int], None]) -> None:
         key = next(_put_keys)
 
-        def completed():
+        def completed(status: int):
             _pending_puts.pop(key, None)
-            done()
+            done(status)
 
         # libca keeps only a raw pointer to the callback: hold it here until libca has called it
         _pending_puts[key] = user_arg = ctypes.py_object(completed)
         ftype, count, data = self._data(value)
-        status = ca.libca.ca_array_put_callback(ftype, count, self._chid, data, ca._CB_PUTWAIT, user_arg)
+        status = ca.libca.ca_array_put_callback(ftype, count, self._chid, data, _PUT_CB, user_arg)
         if status != dbr.ECA_NORMAL:
             _pending_puts.pop(key, None)
         self._check(status)
@@ -413,6 +558,16 @@ class PV:
 
     def disconnect(self) -> None:
         """Drop the monitor and the channel."""
+        try:
+            ca_context.attach()
+        except Exception:  # libca already finalized at interpreter exit
+            pass
+        if self._alarm_subscription is not None:
+            try:
+                ca.libca.ca_clear_subscription(self._alarm_subscription)
+            except Exception:
+                pass
+            self._alarm_subscription = None
         if self._subscription is not None:
             try:
                 ca.libca.ca_clear_subscription(self._subscription[1])

@@ -243,9 +243,13 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
 
 
 def check_callbacks(cls: type, callbacks: Any) -> list[CheckMessage]:
-    """Every ``do_<name>`` on the callbacks object must match a field and take (pv, value, ioc)."""
+    """Every ``do_<name>`` on the callbacks object must match a field and take (pv, value, ioc).
+
+    ``do_<attname>`` matches the field whose attribute is ``attname`` exactly (``do_A`` for ``A``);
+    the lower-case form (``do_a``) matches it too, as the original devioc looked callbacks up.
+    """
     messages: list[CheckMessage] = []
-    names = {attname.lower() for attname in cls._fields}
+    names = set(cls._fields) | {attname.lower() for attname in cls._fields}
     owner = type(callbacks).__name__
     for attr in dir(type(callbacks)) if not isinstance(callbacks, type) else dir(callbacks):
         if not attr.startswith('do_'):
@@ -259,7 +263,8 @@ def check_callbacks(cls: type, callbacks: Any) -> list[CheckMessage]:
         except (TypeError, OSError):
             source = ''
         if attr[3:] not in names:
-            close = difflib.get_close_matches(attr[3:], sorted(names), n=1)
+            close = difflib.get_close_matches(attr[3:], sorted(cls._fields), n=1) or \
+                difflib.get_close_matches(attr[3:], sorted(names), n=1)
             hint = f'did you mean do_{close[0]}?' if close else \
                 'rename it to do_<field> for a field of the model, or drop the do_ prefix if it is not a callback'
             messages.append(CheckMessage('devioc.E011', f'callback {attr}{source} matches no field of '

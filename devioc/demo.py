@@ -49,21 +49,22 @@ class DemoApp:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the demo IOC until SIGINT/SIGTERM."""
+    """Run the demo IOC until SIGINT/SIGTERM/SIGHUP; return the exit status of :func:`devioc.shell.serve`."""
     parser = argparse.ArgumentParser(description='Run the devioc demo IOC')
     parser.add_argument('--device', default='DEMO', help='device name (PV prefix), default DEMO')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     args = parser.parse_args(argv)
     log.log_to_console(logging.DEBUG if args.verbose else logging.INFO)
 
-    from twisted.internet import reactor
+    from .shell import serve
 
-    app = DemoApp(args.device)
-    reactor.addSystemEventTrigger('before', 'shutdown', app.shutdown)
-    logger.info('demo IOC running: try  caget %s:enum  and  caput %s:toggle 1  (Ctrl-C stops)',
-                args.device, args.device)
-    reactor.run()
-    return 1 if app.ioc.ioc_exit_code is not None else 0
+    def start() -> DemoApp:
+        app = DemoApp(args.device)
+        logger.info('demo IOC running: try  caget %s:enum  and  caput %s:toggle 1  (Ctrl-C stops)',
+                    args.device, args.device)
+        return app
+
+    return serve(start, verbose=args.verbose)
 
 
 if __name__ == '__main__':

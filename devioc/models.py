@@ -36,6 +36,30 @@ class CacheDirError(OSError):
     """The model's cache directory (its .db and .cmd) cannot be made; the message says what to set."""
 
 
+class StartupInterrupted(BaseException):
+    """A stop was asked for (:func:`interrupt_start`, e.g. SIGTERM) while a model was starting.
+
+    A BaseException, as KeyboardInterrupt: an app's ``except Exception`` does not swallow it. The
+    model's constructor has stopped its softIoc when this comes out of it.
+    """
+
+    def __init__(self, signum: int | None = None):
+        super().__init__(signum)
+        self.signum = signum
+
+
+#: the signal that asked models being started to stop (None: none did)
+_interrupt: dict[str, int | None] = {'signum': None}
+
+
+def interrupt_start(signum: int | None) -> None:
+    """Ask models being started to stop (safe to call from a signal handler); None withdraws it.
+
+    A model's constructor then stops its softIoc and raises :class:`StartupInterrupted` within 50 ms.
+    """
+    _interrupt['signum'] = signum
+
+
 class ModelType(type):
     """Collects the record declarations of a model class and of its bases into ``_fields``.
 
@@ -94,6 +118,23 @@ def cache_root() -> Path:
 _PLAIN = frozenset(string.ascii_letters + string.digits + '_-')
 
 
+def callback_for(callbacks: Any, attname: str, attnames: Any = ()) -> Callable | None:
+    """The ``do_<field>`` method of ``callbacks`` for the field whose attribute is ``attname``.
+
+    ``do_<attname>`` exactly (``do_A`` for a field ``A``); else, for the original devioc's apps, its
+    lower-case form (``do_a``) unless another field of the model is named exactly that.
+
+    Args:
+        callbacks: the object holding the methods.
+        attname: the field's attribute name on the model class.
+        attnames: all the model's attribute names (to keep an exact match its field's own).
+    """
+    method = getattr(callbacks, f'do_{attname}', None)
+    if method is None and attname.lower() != attname and attname.lower() not in attnames:
+        method = getattr(callbacks, f'do_{attname.lower()}', None)
+    return method if callable(method) else None
+
+
 def _safe(name: str) -> str:
     """The cache subdirectory of device ``name``: the name itself when it is plain letters, digits,
     ``_`` and ``-``; otherwise every other character is written as its UTF-8 bytes, ``%XX``. One
@@ -137,6 +178,7 @@ class Model(metaclass=ModelType):
         self.ioc_exit_code: int | None = None
         self._lock_file = None
         self._pvs: dict[str, Any] = {}
+        self._owner = os.getpid()
 
         records = render.expand_model(type(self), device_name, self.macros)
         checks.raise_if(checks.check_callbacks(type(self), self.callbacks))
@@ -163,6 +205,8 @@ class Model(metaclass=ModelType):
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
+            env.pop('EPICS_CAS_SERVER_PORT', None)
+            self._check_reachable(ca_port)
         self.process = IOCProcess([self.command, cmd_file.name], self.directory, env, self.device_name,
                                   on_exit=self._ioc_exited)
         started = time.monotonic()
@@ -176,30 +220,63 @@ class Model(metaclass=ModelType):
 
         callbacks = {}
         for attname, (pv_name, _) in records.items():
-            callback = getattr(self.callbacks, f'do_{attname}'.lower(), None)
+            callback = callback_for(self.callbacks, attname, self._fields)
             pv = PV(pv_name, self._fields[attname], self, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             if callback is not None:
                 callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
-        self._connect(reactor, callbacks, started + limit, limit)
+        self._connect(reactor, callbacks, started + limit, limit, env)
         self.ready = True
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self.device_name, len(records),
                     time.monotonic() - started, self.process.pid, self.directory)
 
-    def _connect(self, reactor: Any, callbacks: dict[str, Any], deadline: float, limit: float) -> None:
-        """Connect every record once softIoc serves them, and monitor the fields with callbacks."""
-        from .channels import ca_flush, pend_io
+    def _check_reachable(self, port: int) -> None:
+        """IOCStartError now, not after the timeout, if this process's CA client cannot search ``port``."""
+        from . import ca
+
+        if ca.reaches(port) is False:
+            raise IOCStartError(
+                f'{self.device_name}: ca_port={port} cannot be reached by this process\'s Channel Access client: '
+                'libca read its address lists once, when this process made its CA context (for an earlier '
+                f'model, or a pyepics call), and they do not include port {port}. Give every model of '
+                f'this process the same ca_port, list 127.0.0.1:{port} in EPICS_CA_ADDR_LIST or '
+                'EPICS_CA_NAME_SERVERS before the first CA call, or run this model in its own process')
+
+    def _connect(self, reactor: Any, callbacks: dict[str, Any], deadline: float, limit: float,
+                 env: dict[str, str]) -> None:
+        """Connect every record once softIoc serves them, and monitor the fields with callbacks.
+
+        One deadline for the whole start-up; each wait watches the thing itself (the IOC's output,
+        each channel's ``ca_state``, each first value), never a libca pend that forgets on timeout.
+        """
+        from . import ca
+        from .channels import ca_flush
 
         # Channels are made once the IOC serves its records: searches sent before would be retried
         # only after libca's back-off (up to a second later), as no CA repeater relays beacons here.
-        self._wait(lambda: self.process.ready.wait(0.05), deadline,
+        # ``synced``: both of softIoc's output streams read up to after iocInit, so a database that
+        # failed to load is known here whatever the order its lines came in.
+        self._wait(lambda: self.process.synced.wait(0.05), deadline,
                    lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
+        port = self.process.tcp_port or int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT')
+                                             or ca.DEFAULT_SERVER_PORT)
+        # the first model makes the process's CA context, pointed straight at its softIoc's TCP port
+        ca.make_context([f'127.0.0.1:{port}'])
         for pv in self._pvs.values():
             pv.connect(reactor)
-        self._wait(lambda: pend_io(0.05), deadline, lambda: self._missing(
-            [pv.name for pv in self._pvs.values() if not pv.connected], len(self._pvs), limit, 'connect'))
+        ca_flush()
+        unconnected = list(self._pvs.values())
+
+        def all_connected() -> bool:
+            unconnected[:] = [pv for pv in unconnected if not pv.connected]
+            if unconnected:
+                time.sleep(0.005)
+            return not unconnected
+
+        self._wait(all_connected, deadline, lambda: self._missing(
+            [pv.name for pv in unconnected], len(self._pvs), limit, 'connect'))
 
         # their first values are the initial callbacks, called when the reactor runs
         pending = set(callbacks)
@@ -221,12 +298,20 @@ class Model(metaclass=ModelType):
             [callbacks[a].name for a in sorted(pending)], len(callbacks), limit, 'send a first value'))
 
     def _wait(self, done: Callable[[], bool], deadline: float, failure: Callable[[], str]) -> None:
-        """Poll ``done`` until true; IOCStartError if softIoc exits or fails to load, or at the deadline."""
-        while not done():
-            if self.process.exited.is_set():
-                raise IOCStartError(self._start_failure('softIoc exited during start-up'))
+        """Poll ``done`` until true; IOCStartError if softIoc exits or fails to load, or at the deadline.
+
+        softIoc's state is checked after ``done`` too: a load failure seen meanwhile is never missed.
+        """
+        while True:
+            finished = done()
+            if _interrupt['signum'] is not None:
+                raise StartupInterrupted(_interrupt['signum'])
             if self.process.load_failed:
                 raise IOCStartError(self._start_failure('softIoc could not load the database'))
+            if self.process.exited.is_set():
+                raise IOCStartError(self._start_failure('softIoc exited during start-up'), self.process.returncode)
+            if finished:
+                return
             if time.monotonic() > deadline:
                 raise IOCStartError(self._start_failure(failure()))
 
@@ -261,6 +346,10 @@ class Model(metaclass=ModelType):
         self.ready = False
         if reactor.running:
             logger.critical('%s: the IOC is gone; stopping the app', self.device_name)
+            global _exit_status
+            from .shell import status_of
+
+            _exit_status = _exit_status or status_of(code)
             reactor.stop()
 
     @classmethod
@@ -270,7 +359,12 @@ class Model(metaclass=ModelType):
         return [name for name, _ in render.expand_model(cls, device, all_macros).values()]
 
     def shutdown(self) -> None:
-        """Stop the IOC; returns once the softIoc process has exited. Safe to call more than once."""
+        """Stop the IOC; returns once the softIoc process has exited. Safe to call more than once.
+
+        In a process forked from the app it does nothing: the IOC and its channels are the parent's.
+        """
+        if self._owner != os.getpid():
+            return
         self.ready = False
         for pv in self._pvs.values():
             pv.disconnect()
@@ -282,7 +376,42 @@ class Model(metaclass=ModelType):
             self._lock_file = None
 
 
+#: the exit status the process ends with because an IOC died under a running reactor (0: none did)
+_exit_status = 0
+
+
 @atexit.register
-def _shutdown_all() -> None:
+def _exit_with_ioc_status() -> None:
+    """End a process whose IOC died with a non-zero status, however the app's main returned.
+
+    A script that runs the reactor (model, ``reactor.run()``, end of ``__main__``) would otherwise
+    exit 0 after its IOC died, and systemd's Restart=on-failure would not restart it. Registered
+    first, so it runs last, after every other exit handler.
+    """
+    if _exit_status:
+        import sys
+
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except Exception:  # closed or broken: nothing more to say
+                pass
+        logging.shutdown()
+        os._exit(_exit_status)
+
+
+@atexit.register
+def shutdown_all() -> None:
+    """Stop every model this process started and has not stopped yet (also run at exit)."""
     for model in list(_running):
         model.shutdown()
+
+
+def _forget_in_forked_child() -> None:
+    """A forked child owns none of the parent's models: it neither stops them nor exits with their status."""
+    global _exit_status
+    _running.clear()
+    _exit_status = 0
+
+
+os.register_at_fork(after_in_child=_forget_in_forked_child)

@@ -161,32 +161,61 @@ def attach_console(model: Any, reactor: Any = None, stdin_fd: int = 0, stdout_fd
     return console
 
 
+#: 'starting': a stop signal interrupts a model's start-up; 'received': the first stop signal, if any
+_signals: dict[str, Any] = {'starting': False, 'received': None}
+
+
+def _signal_name(signum: int) -> str:
+    import signal
+
+    try:
+        return signal.Signals(signum).name
+    except ValueError:
+        return f'signal {signum}'
+
+
 def take_signals(reactor: Any) -> None:
-    """Unblock SIGTERM, SIGINT and SIGHUP, and make SIGHUP a clean shutdown too.
+    """Unblock SIGTERM, SIGINT and SIGHUP and make each a clean shutdown, from start-up on.
 
     procServ (2.7) starts its child with SIGHUP, SIGPIPE and SIGTERM blocked, so without this an
     app under procServ would ignore SIGTERM (procServ's Ctrl-X with --killsig=15, systemctl stop).
-    Call it in the main thread before any other thread starts: threads inherit the mask.
+    While :func:`serve` starts the app (until it has made it) a stop signal only takes note
+    (:func:`devioc.models.interrupt_start`): a model waiting for its IOC then stops softIoc and
+    raises :class:`devioc.models.StartupInterrupted`, and serve() returns 0. Nothing is raised from
+    the handler itself, which could land anywhere (inside an import, a lock, a finally block).
+    After start-up a stop signal stops the reactor (which installs its own SIGTERM/SIGINT handlers
+    when it runs; SIGHUP stays this one). Call it in the main thread before any other thread
+    starts: threads inherit the mask.
     """
     import signal
 
+    from .models import interrupt_start
+
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM, signal.SIGINT, signal.SIGHUP})
 
-    def hangup(signum: int, frame: Any) -> None:
-        logger.info('hangup (SIGHUP): shutting down')
+    def stop_signal(signum: int, frame: Any) -> None:
+        if _signals['starting']:
+            if _signals['received'] is None:
+                _signals['received'] = signum
+                interrupt_start(signum)
+            return
+        _signals['received'] = signum
+        logger.info('%s: shutting down', _signal_name(signum))
         reactor.callFromThread(_stop_reactor, reactor)
 
-    signal.signal(signal.SIGHUP, hangup)
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop_signal)
+
+
+def status_of(code: int) -> int:
+    """The exit status for softIoc's return code: 128 + signal, its own code, or 1 for a clean exit."""
+    return 128 - code if code < 0 else (code or 1)
 
 
 def exit_status(model: Any) -> int:
     """0 after a clean stop; the IOC's exit code, 128 + signal, or 1 when it died on its own."""
     code = getattr(model, 'ioc_exit_code', None)
-    if code is None:
-        return 0
-    if code < 0:
-        return 128 - code
-    return code or 1
+    return 0 if code is None else status_of(code)
 
 
 def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str = 'ioc', verbose: bool = False) -> int:
@@ -199,18 +228,35 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         verbose: show tracebacks of start-up failures.
     """
     from .checks import ModelError
+    from .models import StartupInterrupted, interrupt_start, shutdown_all
 
     if reactor is None:
         from twisted.internet import reactor
     take_signals(reactor)
+    _signals.update(starting=True, received=None)
     try:
-        app = app_factory()
+        try:
+            app = app_factory()
+        finally:
+            _signals['starting'] = False
+            interrupt_start(None)
+        if _signals['received'] is not None:   # came while the app finished its own start-up
+            raise StartupInterrupted(_signals['received'])
+    except StartupInterrupted as stop:
+        shutdown_all()   # models the app made before the signal; an interrupted one stopped itself
+        logger.info('%s during start-up: stopped', _signal_name(stop.signum))
+        return 0
     except ModelError as err:
         logger.error('the model has errors:\n%s', err)
         return 1
     except Exception as err:   # IOCStartError, SoftIocNotFound, DeviceBusy, the app's own failures
         logger.error('the IOC did not start: %s', err, exc_info=verbose)
-        return 1
+        code = getattr(err, 'returncode', None)
+        if code is None:
+            return 1
+        status = status_of(code)   # softIoc died during start-up: its status, as when it dies later
+        logger.error('exiting with status %d: the IOC died', status)
+        return status
     model = getattr(app, model_attr)
 
     def shutdown() -> None:

@@ -10,10 +10,13 @@ from __future__ import annotations
 import collections
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
 import threading
+import uuid
+import weakref
 from pathlib import Path
 from typing import Callable
 
@@ -21,6 +24,39 @@ logger = logging.getLogger(__name__)
 
 READY_MARK = b'iocRun: All initialization complete'
 LOAD_FAILED_MARK = b'failed to load'
+_DYNAMIC_PORT = re.compile(rb'dynamically assigned TCP port (\d+)')
+
+_live: weakref.WeakSet = weakref.WeakSet()  # started IOCProcess objects, for fork handling
+
+
+def _drop_in_forked_child() -> None:
+    """In a forked child: let go of every softIoc pipe, so the IOC still dies with the app.
+
+    A child that kept the write end of softIoc's stdin would keep the IOC alive after the app died
+    (softIoc exits on EOF only when every copy of that end is closed). The descriptors are pointed
+    at /dev/null (dup2: no lock is taken, the file objects stay valid), and the child never stops
+    or signals the parent's IOC.
+    """
+    try:
+        null = os.open(os.devnull, os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return
+    try:
+        for process in list(_live):
+            process._forked_away = True
+            proc = process.proc
+            if proc is None:
+                continue
+            for stream in (proc.stdin, proc.stdout, proc.stderr):
+                try:
+                    os.dup2(null, stream.fileno(), inheritable=False)
+                except (OSError, ValueError):
+                    pass
+    finally:
+        os.close(null)
+
+
+os.register_at_fork(after_in_child=_drop_in_forked_child)
 
 
 class SoftIocNotFound(RuntimeError):
@@ -119,7 +155,16 @@ def add_ca_repeater_to_path(environ: dict[str, str] | None = None) -> str | None
 
 
 class IOCStartError(RuntimeError):
-    """The IOC process did not come up; the message includes its last output."""
+    """The IOC process did not come up; the message includes its last output.
+
+    Args:
+        message: what went wrong, with softIoc's last output.
+        returncode: softIoc's return code if it exited (negative: the signal), else None.
+    """
+
+    def __init__(self, message: str, returncode: int | None = None):
+        super().__init__(message)
+        self.returncode = returncode
 
 
 class IOCProcess:
@@ -140,8 +185,13 @@ class IOCProcess:
         self.on_exit = on_exit
         self.console: Callable[[bytes], None] | None = None
         self.ready = threading.Event()
+        self.synced = threading.Event()
         self.exited = threading.Event()
         self.load_failed = False
+        self.tcp_port: int | None = None
+        self._forked_away = False
+        self._token = f'devioc-sync-{uuid.uuid4().hex[:12]}'
+        self._synced_streams: set[str] = set()
         self.returncode: int | None = None
         self.tail: collections.deque[str] = collections.deque(maxlen=40)
         self.stopping = False
@@ -154,11 +204,16 @@ class IOCProcess:
         return self.proc.pid if self.proc else None
 
     def start(self) -> None:
-        """Start the child and its reader and watcher threads."""
+        """Start the child and its reader and watcher threads.
+
+        The parent's ends of the pipes are close-on-exec (subprocess makes them so) and dropped in
+        forked children (:func:`os.register_at_fork`): no other process keeps the IOC alive.
+        """
         self.proc = subprocess.Popen(
             self.argv, cwd=self.cwd, env=self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, start_new_session=True,  # Ctrl-C reaches the app, which stops the IOC
         )
+        _live.add(self)
         for stream, label in ((self.proc.stdout, 'stdout'), (self.proc.stderr, 'stderr')):
             threading.Thread(target=self._read, args=(stream, label), daemon=True,
                              name=f'devioc-{label}-{self.name}').start()
@@ -194,21 +249,42 @@ class IOCProcess:
             line = line[7:]
         if not line.strip():
             return
+        if self._token in line:  # our own sync marker: everything this stream said before it is read
+            self._synced_streams.add(label)
+            if len(self._synced_streams) == 2:
+                self.synced.set()
+            return
         self.tail.append(line)
         if LOAD_FAILED_MARK in raw:
             self.load_failed = True
+        port = _DYNAMIC_PORT.search(raw)
+        if port:
+            self.tcp_port = int(port.group(1))
         if log:
             error = 'ERROR' in line or 'Error' in line or "Can't" in line
             self._log.log(logging.WARNING if error else (logging.INFO if label == 'stderr' else logging.DEBUG),
                           '%s', line)
-        if READY_MARK in raw:
+        if READY_MARK in raw and not self.ready.is_set():
             self.ready.set()
+            self._sync()
 
+    def _sync(self) -> None:
+        """Ask the IOC shell for a marker on stdout (``echo``) and one on stderr (an unknown command).
+
+        The shell reads them only after iocInit; a reader thread that sees its marker has read every
+        line its stream carried before, so once :attr:`synced` is set ``load_failed`` is final,
+        whichever stream softIoc wrote "failed to load" or "iocRun" on, in whatever order.
+        """
+        try:
+            self.send(f'echo {self._token}\n{self._token}\n'.encode())
+        except RuntimeError:
+            pass  # exited: the watcher sets ``exited``
     def _watch(self) -> None:
         code = self.proc.wait()
         self.returncode = code
         self.exited.set()
         self.ready.set()  # wake anyone waiting for readiness
+        self.synced.set()
         if self.stopping:
             self._log.debug('softIoc (pid %s) exited with %s', self.proc.pid, code)
             return
@@ -229,8 +305,11 @@ class IOCProcess:
                 raise RuntimeError(f'the IOC for {self.name} is not running') from err
 
     def stop(self, timeout: float = 3.0) -> int | None:
-        """Stop the child: ``exit`` on its shell, then SIGTERM, then SIGKILL; return its exit code."""
-        if self.proc is None:
+        """Stop the child: ``exit`` on its shell, then SIGTERM, then SIGKILL; return its exit code.
+
+        In a process forked from the app this does nothing: the IOC is the parent's.
+        """
+        if self.proc is None or self._forked_away:
             return None
         self.stopping = True
         if not self.exited.is_set():

@@ -26,7 +26,11 @@ def demo(device, ca_env):
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     started = []
     try:
-        wait_for(lambda: caget(f'{device}:enum', ca_env, timeout=5) == 'ZERO', timeout=20, what='the demo IOC')
+        lines = []   # up when the app says so: caget answers as soon as softIoc serves, before the model is up
+        while not (lines and 'demo IOC running' in lines[-1]):
+            lines.append(app.stdout.readline())
+            assert lines[-1], ''.join(lines)   # '': the app ended before it was up
+        assert caget(f'{device}:enum', ca_env, timeout=5) == 'ZERO'
         ioc_pid = children(app.pid)[0]
         started.append(ioc_pid)
         yield app, ioc_pid
@@ -56,9 +60,65 @@ def test_sigkill_of_the_app_leaves_no_softioc(demo):
 
 
 def test_an_ioc_that_dies_stops_the_app_with_an_error(demo):
-    """If softIoc dies under the app, the app logs it loudly and exits non-zero (for procServ to restart)."""
+    """If softIoc dies under the app, the app logs it loudly and exits non-zero (for procServ to
+    restart): 128 + the signal that killed softIoc, as app.server."""
     app, ioc_pid = demo
     os.kill(ioc_pid, signal.SIGKILL)
-    assert app.wait(timeout=15) == 1
+    status = app.wait(timeout=15)
     output = app.stdout.read()
+    assert status == 128 + signal.SIGKILL, output
     assert 'exited unexpectedly with signal SIGKILL' in output and 'stopping the app' in output
+
+
+SCRIPT = """
+from devioc import models, log
+
+class MyIOC(models.Model):
+    enum = models.Enum('enum', choices=['ZERO', 'ONE', 'TWO'], default=0, desc='Enum Test')
+
+class MyIOCApp:
+    def __init__(self, device):
+        self.ioc = MyIOC(device, callbacks=self)
+
+    def do_enum(self, pv, value, ioc):
+        pass
+
+    def shutdown(self):
+        self.ioc.shutdown()
+
+if __name__ == '__main__':
+    import sys
+    from twisted.internet import reactor
+    log.log_to_console()
+    app = MyIOCApp(sys.argv[1])
+    reactor.addSystemEventTrigger('before', 'shutdown', app.shutdown)
+    print('READY', app.ioc.process.pid, flush=True)
+    reactor.run()
+"""
+
+
+@pytest.mark.parametrize('sig', [signal.SIGKILL, signal.SIGSEGV, signal.SIGTERM])
+def test_a_plain_script_exits_non_zero_when_its_ioc_dies(sig, device, ca_env, tmp_path):
+    """The README's script (a model, reactor.run(), the end of __main__) exits 128 + signal when its
+    softIoc is killed, so that systemd's Restart=on-failure restarts it."""
+    script = tmp_path / 'myioc_app.py'
+    script.write_text(SCRIPT)
+    app = subprocess.Popen([sys.executable, str(script), device], env=ca_env, stdout=subprocess.PIPE,
+                           stderr=subprocess.STDOUT, text=True)
+    ioc_pid = None
+    try:
+        lines = []
+        while not (lines and lines[-1].startswith('READY')):
+            lines.append(app.stdout.readline())
+            assert lines[-1], ''.join(lines)   # '': the app ended before it was up
+        ioc_pid = int(lines[-1].split()[1])
+        os.kill(ioc_pid, sig)
+        assert app.wait(timeout=15) == 128 + sig
+        assert 'exited unexpectedly' in app.stdout.read()
+    finally:
+        for pid in (app.pid, ioc_pid):
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except (ProcessLookupError, TypeError):
+                pass
+        app.wait(timeout=10)
