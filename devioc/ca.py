@@ -73,6 +73,8 @@ def make_context(servers: list[str] | tuple[str, ...] = ()) -> bool:
             if extra:
                 os.environ['EPICS_CA_ADDR_LIST'] = ' '.join(filter(None, (saved['EPICS_CA_ADDR_LIST'], extra)))
             _made_with = {key: value for key, value in os.environ.items() if key.startswith('EPICS_CA')}
+            from .softioc import add_ca_repeater_to_path
+            add_ca_repeater_to_path()  # libca starts caRepeater from PATH with its first context
             ca.initialize_libca()
             # libca reads the address list when it makes its UDP search client, on the first channel:
             # make one now, while the environment above is in place

@@ -269,6 +269,8 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
     except Exception:
         app.shutdown()
         raise
+    logger.info('serving %s (pid %d): SIGTERM, SIGINT or SIGHUP stops it', getattr(model, 'device_name', '?'),
+                os.getpid())
     reactor.run()
     status = exit_status(model)
     if status:
