@@ -431,3 +431,42 @@ def test_fields_declared_in_several_bases_follow_pythons_mro():
     class D(B, C):
         y = models.Float('y')
     assert D._fields['x'].record == 'longout' and list(D._fields) == ['x', 'y']
+
+
+def test_e001_counts_the_name_in_utf8_bytes():
+    """softIoc refuses a 61-byte name whatever its length in characters ('é' takes 2 bytes)."""
+    class M(models.Model):
+        f = models.Float('$(x)')
+    assert M.pv_names('D1', {'x': 'é' * 28 + 'x'}) == ['D1:' + 'é' * 28 + 'x']   # 60 bytes
+    ids, text = errors_of(lambda: M.pv_names('D1', {'x': 'é' * 29}))            # 61 bytes, 32 characters
+    assert ids == [('devioc.E001', 'M.f')] and '61 bytes' in text
+
+
+@pytest.mark.parametrize('text', ['x $(y', 'x ${y', 'a$(', '$(a=$(device)'])
+def test_e016_a_macro_reference_never_closed(text):
+    """dbLoadRecords runs macLib over the whole file: a '$(' left over makes softIoc refuse it."""
+    class M(models.Model):
+        f = models.Float('f', desc=text)
+    ids, text = errors_of(lambda: M.pv_names('D'))
+    assert ids == [('devioc.E016', 'M.f')] and 'not closed' in text and "pass macros=" not in text
+
+
+def test_macro_in_a_macro_default_is_expanded():
+    class M(models.Model):
+        f = models.Float('f', desc='$(p=z$(device))')
+    assert 'field(DESC, "zD")' in render.render_db(M, 'D')
+
+
+@pytest.mark.parametrize('kind', [models.Toggle, models.BoolInput])
+def test_e018_binary_default_beyond_its_two_states(kind):
+    ids, _ = errors_of(define(t=kind('t', default=2)))
+    assert ids == [('devioc.E018', 'Bad.t')]
+    type('Ok', (models.Model,), {'t': kind('t', default=1)})
+
+
+def test_e015_enum_class_with_values_that_are_no_integers():
+    class Mode(enum.Enum):
+        AUTO = 'auto'
+        MANUAL = 'manual'
+    ids, text = errors_of(define(m=models.Enum('m', choices=Mode)))
+    assert ('devioc.E015', 'Bad.m') in ids and "AUTO = 'auto'" in text
