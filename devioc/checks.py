@@ -150,6 +150,8 @@ def check_record(record: Record, where: str) -> list[CheckMessage]:
     for key, value in record.fields.items():
         messages.extend(_field_value(record, key, value, where))
     default = getattr(record, 'default', None)
+    if states and isinstance(record.fields.get('VAL'), int):
+        default = record.fields['VAL']  # VAL=5 (or val=5, applied by W001) as well as default=5
     if states and isinstance(default, int) and not 0 <= default < len(states):
         messages.append(CheckMessage('devioc.E018', f'default={default} but there are {len(states)} states',
                                      f'use an index from 0 to {len(states) - 1}', where))

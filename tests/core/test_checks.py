@@ -464,6 +464,13 @@ def test_e018_binary_default_beyond_its_two_states(kind):
     type('Ok', (models.Model,), {'t': kind('t', default=1)})
 
 
+def test_e018_enum_val_given_as_a_field_beyond_its_states():
+    ids, _ = errors_of(define(e=models.Enum('e', choices=['A', 'B'], VAL=5)))
+    assert ids == [('devioc.E018', 'Bad.e')]
+    ids, _ = errors_of(define(e=models.Enum('e', choices=['A', 'B'], val=7)))  # W001 applies it as VAL
+    assert ('devioc.E018', 'Bad.e') in ids
+
+
 def test_e015_enum_class_with_values_that_are_no_integers():
     class Mode(enum.Enum):
         AUTO = 'auto'
