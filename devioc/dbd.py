@@ -136,9 +136,10 @@ class FieldDef:
         text = str(value) if isinstance(value, (str, int)) else None
         if text is not None and (text in choices or text == ''):  # '' leaves the default, as softIoc does
             return text
-        if text is not None and text.isdigit() and int(text) < len(choices):
-            return text
-        index = value if isinstance(value, int) else int(text) if text is not None and text.isdigit() else None
+        # an index as dbPutString reads it (base 0, as parse_int: ' 6', '0x6', '010' is 8; '08' is no number)
+        index = value if isinstance(value, int) else parse_int(text) if text is not None else None
+        if index is not None and 0 <= index < len(choices):
+            return str(index)
         if index == len(choices):  # dbPutString takes it (off by one) and the record holds an illegal value
             raise FieldError('devioc.E012', f'{self.name}={value!r} is past the last {what} (index '
                              f'{len(choices) - 1})', f'use one of: {", ".join(repr(c) for c in choices)}')

@@ -477,3 +477,18 @@ def test_e015_enum_class_with_values_that_are_no_integers():
         MANUAL = 'manual'
     ids, text = errors_of(define(m=models.Enum('m', choices=Mode)))
     assert ('devioc.E015', 'Bad.m') in ids and "AUTO = 'auto'" in text
+
+
+def test_menu_indexes_are_read_as_softioc_reads_them():
+    """dbPutString reads a menu index in base 0 with blanks around it: ' 6', '0x6', '+6' are 6 and
+    '010' is 8 ('.2 second'); '08' is no number there (softIoc refuses it) and 010 is past the last."""
+    class Fine(models.Model):
+        a = models.Float('a', SCAN=' 6')
+        b = models.Float('b', SCAN='0x6')
+        c = models.Float('c', SCAN='010')
+        d = models.Float('d', DTYP='+1')
+    db = render.render_db(Fine, 'D')
+    assert db.count('field(SCAN, "6")') == 2 and 'field(SCAN, "8")' in db and 'field(DTYP, "1")' in db
+    for bad in ('08', '1e0', '0xa'):
+        ids, _ = errors_of(define(f=models.Float('f', SCAN=bad)))
+        assert ids == [('devioc.E012', 'Bad.f')]
