@@ -271,6 +271,8 @@ def test_what_softioc_reads_is_accepted():
     # integers are written as the decimal softIoc reads (a leading 0 is octal there, as in C)
     assert 'field(HOPR, "16")' in db and 'field(LOPR, "8")' in db and 'field(MDEL, "3")' in db
     assert 'field(HIHI, "0x1p3")' in db
+    assert 'field(LOLO, "NaN(123)")' in render.render_db(
+        type('Nan', (models.Model,), {'f': models.Float('f', LOLO='NaN(123)')}), 'D')  # strtod's nan(chars)
 
 
 def test_e012_dtyp_must_be_a_device_support_of_the_record_type():
