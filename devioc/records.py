@@ -189,11 +189,19 @@ def _keyword_hint(kind: type, key: str) -> str:
     import difflib
     import inspect
 
-    names = [p for cls in kind.__mro__ if '__init__' in cls.__dict__
-             for p in inspect.signature(cls.__init__).parameters if p not in ('self', 'fields', 'name')]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    names = [p.name for cls in kind.__mro__ if '__init__' in cls.__dict__
+             for p in inspect.signature(cls.__init__).parameters.values()
+             if p.name not in ('self', 'fields', 'name') and p.kind not in variadic]
     close = difflib.get_close_matches(key, names, n=1)
     if close:
         return f'did you mean {close[0]}=? EPICS fields are given in uppercase, e.g. {key.upper()}=...'
+    rtype = getattr(kind, 'record_type', None)  # a typo of a field (mdle= for MDEL): name the field
+    fields = list(dbd.fields(rtype)) if isinstance(rtype, str) else []
+    swapped = [f for f in fields if sorted(f) == sorted(key.upper())]  # scna -> SCAN, not SSCN
+    field = swapped or difflib.get_close_matches(key.upper(), fields, n=1)
+    if field:
+        return f'did you mean {field[0]}=? (a field of the {rtype} record; EPICS fields are given in uppercase)'
     return (f'{kind.__name__} takes {", ".join(sorted(set(names)))}; '
             f'EPICS fields are given in uppercase, e.g. {key.upper()}=...')
 

@@ -144,7 +144,7 @@ def test_e014_unknown_keyword_with_hint():
     assert ids == [('devioc.E014', 'Bad.f')] and 'did you mean units=?' in text
     # a lower-case keyword that names no EPICS field stays an error (one that does is W001)
     ids, text = errors_of(define(f=models.Float('f', scna='1 second')))
-    assert ids == [('devioc.E014', 'Bad.f')] and 'SCNA=' in text
+    assert ids == [('devioc.E014', 'Bad.f')] and 'did you mean SCAN=?' in text
 
 
 def test_e015_bad_argument_values():
@@ -494,3 +494,10 @@ def test_menu_indexes_are_read_as_softioc_reads_them():
     for bad in ('08', '1e0', '0xa'):
         ids, _ = errors_of(define(f=models.Float('f', SCAN=bad)))
         assert ids == [('devioc.E012', 'Bad.f')]
+
+
+def test_e014_lower_case_typo_of_a_field_suggests_the_field():
+    ids, text = errors_of(define(i=models.Integer('i', mdle=-1)))
+    assert ids == [('devioc.E014', 'Bad.i')] and 'did you mean MDEL=?' in text
+    _, text = errors_of(define(i=models.Integer('i', zzzzq=1)))
+    assert 'kwargs' not in text and 'args,' not in text  # the hint lists keywords, not *args/**kwargs
