@@ -33,7 +33,7 @@ _STATE_FIELDS = {f'{k}ST' for k in STATE_KEYS} | {'ZNAM', 'ONAM'}
 logger = logging.getLogger(__name__)
 
 CHECKS = {
-    'devioc.E001': 'record name longer than 60 characters after macro expansion',
+    'devioc.E001': 'record name longer than 60 bytes (UTF-8) after macro expansion',
     'devioc.E002': 'record name with a character EPICS does not allow (space, tab, quote, ".", "$", "\\")',
     'devioc.E003': 'DESC longer than 40 bytes (UTF-8)',
     'devioc.E004': 'more than 16 states in an Enum',
@@ -150,9 +150,16 @@ def check_record(record: Record, where: str) -> list[CheckMessage]:
     for key, value in record.fields.items():
         messages.extend(_field_value(record, key, value, where))
     default = getattr(record, 'default', None)
+    if states and isinstance(record.fields.get('VAL'), int):
+        default = record.fields['VAL']  # VAL=5 (or val=5, applied by W001) as well as default=5
     if states and isinstance(default, int) and not 0 <= default < len(states):
         messages.append(CheckMessage('devioc.E018', f'default={default} but there are {len(states)} states',
                                      f'use an index from 0 to {len(states) - 1}', where))
+    if record.record in ('bo', 'bi'):  # Toggle, BoolInput: a bo/bi VAL of 2 loads as "Illegal_Value"
+        val = record.fields.get('VAL')
+        if isinstance(val, int) and val not in (0, 1):
+            messages.append(CheckMessage('devioc.E018', f'default={val} but a {record.record} has 2 states',
+                                         'use 0 or 1', where))
     if isinstance(record, _StringBase) and isinstance(default, str) and not has_macro(default):
         messages.extend(_string_default(record, default, where))
     return messages
@@ -209,7 +216,7 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
             name = f'{device}:{expand(record.name, all_macros)}'
         except UndefinedMacro as err:
             messages.append(CheckMessage('devioc.E016', f'record name uses {err}',
-                                         f'pass macros={{{err.name!r}: ...}} to the model', where))
+                                         err.hint, where))
             continue
         size = len(name.encode('utf-8'))
         if size > MAX_NAME:
@@ -229,7 +236,7 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
                     value = expand_value(value, all_macros)
                 except UndefinedMacro as err:
                     messages.append(CheckMessage('devioc.E016', f'{key} uses {err}',
-                                                 f'pass macros={{{err.name!r}: ...}} to the model', where))
+                                                 err.hint, where))
                     continue
                 messages.extend(_field_value(record, key, value, where))
             fields[key] = value

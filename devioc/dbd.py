@@ -45,7 +45,7 @@ LINKS = ('DBF_INLINK', 'DBF_OUTLINK', 'DBF_FWDLINK')
 _INT_TEXT = re.compile(r'\s*([+-]?)(0[xX][0-9a-fA-F]+|0[0-7]*|[1-9][0-9]*)\s*\Z')
 _FLOAT_TEXT = re.compile(
     r'\s*[+-]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?|0[xX](?:[0-9a-fA-F]+\.?[0-9a-fA-F]*|\.[0-9a-fA-F]+)'
-    r'(?:[pP][+-]?\d+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN])\s*\Z')
+    r'(?:[pP][+-]?\d+)?|[iI][nN][fF](?:[iI][nN][iI][tT][yY])?|[nN][aA][nN](?:\([0-9A-Za-z_]*\))?)\s*\Z')
 _ESCAPES = {'\\': '\\\\', '"': '\\"', '\n': '\\n', '\r': '\\r', '\t': '\\t'}
 _SPECIAL_CHARS = re.compile(r'[\\"\x00-\x1f\x7f]')
 
@@ -136,9 +136,10 @@ class FieldDef:
         text = str(value) if isinstance(value, (str, int)) else None
         if text is not None and (text in choices or text == ''):  # '' leaves the default, as softIoc does
             return text
-        if text is not None and text.isdigit() and int(text) < len(choices):
-            return text
-        index = value if isinstance(value, int) else int(text) if text is not None and text.isdigit() else None
+        # an index as dbPutString reads it (base 0, as parse_int: ' 6', '0x6', '010' is 8; '08' is no number)
+        index = value if isinstance(value, int) else parse_int(text) if text is not None else None
+        if index is not None and 0 <= index < len(choices):
+            return str(index)
         if index == len(choices):  # dbPutString takes it (off by one) and the record holds an illegal value
             raise FieldError('devioc.E012', f'{self.name}={value!r} is past the last {what} (index '
                              f'{len(choices) - 1})', f'use one of: {", ".join(repr(c) for c in choices)}')

@@ -15,6 +15,7 @@ import builtins
 import enum as _enum
 import math
 import numbers
+import operator
 from collections.abc import Iterable, Mapping
 from typing import Any, ClassVar, Union
 
@@ -188,11 +189,19 @@ def _keyword_hint(kind: type, key: str) -> str:
     import difflib
     import inspect
 
-    names = [p for cls in kind.__mro__ if '__init__' in cls.__dict__
-             for p in inspect.signature(cls.__init__).parameters if p not in ('self', 'fields', 'name')]
+    variadic = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+    names = [p.name for cls in kind.__mro__ if '__init__' in cls.__dict__
+             for p in inspect.signature(cls.__init__).parameters.values()
+             if p.name not in ('self', 'fields', 'name') and p.kind not in variadic]
     close = difflib.get_close_matches(key, names, n=1)
     if close:
         return f'did you mean {close[0]}=? EPICS fields are given in uppercase, e.g. {key.upper()}=...'
+    rtype = getattr(kind, 'record_type', None)  # a typo of a field (mdle= for MDEL): name the field
+    fields = list(dbd.fields(rtype)) if isinstance(rtype, str) else []
+    swapped = [f for f in fields if sorted(f) == sorted(key.upper())]  # scna -> SCAN, not SSCN
+    field = swapped or difflib.get_close_matches(key.upper(), fields, n=1)
+    if field:
+        return f'did you mean {field[0]}=? (a field of the {rtype} record; EPICS fields are given in uppercase)'
     return (f'{kind.__name__} takes {", ".join(sorted(set(names)))}; '
             f'EPICS fields are given in uppercase, e.g. {key.upper()}=...')
 
@@ -203,7 +212,15 @@ def _state_pairs(choices: Any) -> list[tuple[str, int]]:
         members = list(choices)
         if issubclass(choices, _enum.IntFlag) and all(m.value != 0 for m in members):
             members = [choices(0)] + members
-        return [((m.name or 'NONE').replace('_', ' '), int(m.value)) for m in members]
+        pairs = []
+        for m in members:
+            try:
+                raw = operator.index(m.value)  # an int (IntEnum, IntFlag, auto()); 1.5 or 'x' is no raw value
+            except TypeError:
+                raise TypeError(f'choices={choices.__name__}: {m.name} = {m.value!r}; the members of an Enum '
+                                'class given as choices need integer values (they become ZRVL, ONVL, ...)') from None
+            pairs.append(((m.name or 'NONE').replace('_', ' '), raw))
+        return pairs
     if isinstance(choices, (str, bytes)) or not isinstance(choices, Iterable):
         raise TypeError(f'choices must be a list, tuple or Enum class, not {type(choices).__name__}')
     return [(str(c), i) for i, c in enumerate(choices)]
@@ -240,6 +257,11 @@ def _integer(value: Any, name: str, what: str, low: int, high: int) -> int:
 
 def _text(value: Any, name: str, limit: int) -> bytes:
     raw = value if isinstance(value, bytes) else str(value).encode('utf-8')
+    if b'\x00' in raw:  # EPICS strings end at the first NUL: trailing padding is fine, text after it would be cut
+        raw = raw.rstrip(b'\x00')
+    if b'\x00' in raw:
+        raise ValueError(f'cannot put that string to {name}: it holds a NUL character at byte {raw.index(0)}, '
+                         'where an EPICS string ends')
     if len(raw) > limit:
         raise ValueError(f'cannot put that string to {name}: {name} holds strings of at most {limit} bytes '
                          f'(UTF-8), not {len(raw)}; declare it with a larger max_length')
@@ -255,7 +277,8 @@ class _EnumBase(Record):
         try:
             self.states = _state_pairs(choices)
         except TypeError as err:
-            self.problems.append(Problem('devioc.E015', str(err), "use choices=['A', 'B'] or an Enum class"))
+            self.problems.append(Problem('devioc.E015', str(err),
+                                         "use choices=['A', 'B'], or an Enum class of integers (IntEnum, auto())"))
             self.states = []
         for key, (label, value) in zip(STATE_KEYS, self.states):
             self.default_field(f'{key}ST', label)
@@ -278,6 +301,9 @@ class _EnumBase(Record):
                 if raw == value.value:
                     return index
             raise ValueError(f'cannot put {value!r} to {name}: it is not one of its states {list(choices)}')
+        if isinstance(value, _enum.Enum) and self.enum_class is not None:  # an IntEnum of another class is no index
+            raise ValueError(f'cannot put {value!r} to {name}: it was declared with '
+                             f'choices={self.enum_class.__name__}')
         return _state(value, name, self.record, choices)
 
 

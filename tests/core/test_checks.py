@@ -164,7 +164,7 @@ def test_e014_unknown_keyword_with_hint():
     assert ids == [('devioc.E014', 'Bad.f')] and 'did you mean units=?' in text
     # a lower-case keyword that names no EPICS field stays an error (one that does is W001)
     ids, text = errors_of(define(f=models.Float('f', scna='1 second')))
-    assert ids == [('devioc.E014', 'Bad.f')] and 'SCNA=' in text
+    assert ids == [('devioc.E014', 'Bad.f')] and 'did you mean SCAN=?' in text
 
 
 def test_e015_bad_argument_values():
@@ -291,6 +291,8 @@ def test_what_softioc_reads_is_accepted():
     # integers are written as the decimal softIoc reads (a leading 0 is octal there, as in C)
     assert 'field(HOPR, "16")' in db and 'field(LOPR, "8")' in db and 'field(MDEL, "3")' in db
     assert 'field(HIHI, "0x1p3")' in db
+    assert 'field(LOLO, "NaN(123)")' in render.render_db(
+        type('Nan', (models.Model,), {'f': models.Float('f', LOLO='NaN(123)')}), 'D')  # strtod's nan(chars)
 
 
 def test_e012_dtyp_must_be_a_device_support_of_the_record_type():
@@ -451,3 +453,71 @@ def test_fields_declared_in_several_bases_follow_pythons_mro():
     class D(B, C):
         y = models.Float('y')
     assert D._fields['x'].record == 'longout' and list(D._fields) == ['x', 'y']
+
+
+def test_e001_counts_the_name_in_utf8_bytes():
+    """softIoc refuses a 61-byte name whatever its length in characters ('é' takes 2 bytes)."""
+    class M(models.Model):
+        f = models.Float('$(x)')
+    assert M.pv_names('D1', {'x': 'é' * 28 + 'x'}) == ['D1:' + 'é' * 28 + 'x']   # 60 bytes
+    ids, text = errors_of(lambda: M.pv_names('D1', {'x': 'é' * 29}))            # 61 bytes, 32 characters
+    assert ids == [('devioc.E001', 'M.f')] and '61 bytes' in text
+
+
+@pytest.mark.parametrize('text', ['x $(y', 'x ${y', 'a$(', '$(a=$(device)'])
+def test_e016_a_macro_reference_never_closed(text):
+    """dbLoadRecords runs macLib over the whole file: a '$(' left over makes softIoc refuse it."""
+    class M(models.Model):
+        f = models.Float('f', desc=text)
+    ids, text = errors_of(lambda: M.pv_names('D'))
+    assert ids == [('devioc.E016', 'M.f')] and 'not closed' in text and "pass macros=" not in text
+
+
+def test_macro_in_a_macro_default_is_expanded():
+    class M(models.Model):
+        f = models.Float('f', desc='$(p=z$(device))')
+    assert 'field(DESC, "zD")' in render.render_db(M, 'D')
+
+
+@pytest.mark.parametrize('kind', [models.Toggle, models.BoolInput])
+def test_e018_binary_default_beyond_its_two_states(kind):
+    ids, _ = errors_of(define(t=kind('t', default=2)))
+    assert ids == [('devioc.E018', 'Bad.t')]
+    type('Ok', (models.Model,), {'t': kind('t', default=1)})
+
+
+def test_e018_enum_val_given_as_a_field_beyond_its_states():
+    ids, _ = errors_of(define(e=models.Enum('e', choices=['A', 'B'], VAL=5)))
+    assert ids == [('devioc.E018', 'Bad.e')]
+    ids, _ = errors_of(define(e=models.Enum('e', choices=['A', 'B'], val=7)))  # W001 applies it as VAL
+    assert ('devioc.E018', 'Bad.e') in ids
+
+
+def test_e015_enum_class_with_values_that_are_no_integers():
+    class Mode(enum.Enum):
+        AUTO = 'auto'
+        MANUAL = 'manual'
+    ids, text = errors_of(define(m=models.Enum('m', choices=Mode)))
+    assert ('devioc.E015', 'Bad.m') in ids and "AUTO = 'auto'" in text
+
+
+def test_menu_indexes_are_read_as_softioc_reads_them():
+    """dbPutString reads a menu index in base 0 with blanks around it: ' 6', '0x6', '+6' are 6 and
+    '010' is 8 ('.2 second'); '08' is no number there (softIoc refuses it) and 010 is past the last."""
+    class Fine(models.Model):
+        a = models.Float('a', SCAN=' 6')
+        b = models.Float('b', SCAN='0x6')
+        c = models.Float('c', SCAN='010')
+        d = models.Float('d', DTYP='+1')
+    db = render.render_db(Fine, 'D')
+    assert db.count('field(SCAN, "6")') == 2 and 'field(SCAN, "8")' in db and 'field(DTYP, "1")' in db
+    for bad in ('08', '1e0', '0xa'):
+        ids, _ = errors_of(define(f=models.Float('f', SCAN=bad)))
+        assert ids == [('devioc.E012', 'Bad.f')]
+
+
+def test_e014_lower_case_typo_of_a_field_suggests_the_field():
+    ids, text = errors_of(define(i=models.Integer('i', mdle=-1)))
+    assert ids == [('devioc.E014', 'Bad.i')] and 'did you mean MDEL=?' in text
+    _, text = errors_of(define(i=models.Integer('i', zzzzq=1)))
+    assert 'kwargs' not in text and 'args,' not in text  # the hint lists keywords, not *args/**kwargs

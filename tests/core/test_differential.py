@@ -103,7 +103,8 @@ NEAR = st.one_of(st.integers(-2**40, 2**40), st.sampled_from([0, 1, -1, 2**31 - 
 NUMBER = st.one_of(NEAR, st.floats(allow_nan=False, width=64), st.sampled_from([1e3, -1e3, 1.5, 2.0**31, 1e400, 1e-310, 5e-324]))
 NUMBER_TEXT = st.sampled_from(['0x10', '010', ' 3 ', '3.0', '1e3', 'abc', '', '-0x7fffffff', '70000', 'inf',
                                'nan', '1,5', '0x1p3', '.5', '5.', '+7', '- 7', '0X1F', '08', '1e400'])
-SCANS = st.sampled_from(['', 'Passive', '1 second', '.1 second', '1 sec', 'I/O Intr', '2', '9', '10', 11, 'passive'])
+SCANS = st.sampled_from(['', 'Passive', '1 second', '.1 second', '1 sec', 'I/O Intr', '2', '9', '10', 11, 'passive',
+                        ' 6', '0x6', '010', '08', '+2', '0xa'])
 
 
 def upper_fields(rtype: str):

@@ -156,3 +156,22 @@ def test_fast_path_buffers_are_per_thread():
     worker.start()
     worker.join()
     assert mine is not theirs[0] and mine[0] == 1 and theirs[0][0] == 2
+
+
+def test_enum_declared_with_an_enum_class_refuses_members_of_another():
+    class Other(enum.IntEnum):
+        X = 0
+        Y = 1
+    record = models.Enum('f', choices=Shutter)
+    choices = tuple(record.choices())
+    with pytest.raises(ValueError, match=PV):
+        record.to_ca(Other.X, PV, choices)  # an int 0, but no state of Shutter: would select OPEN
+    assert models.Enum('f', choices=['A', 'B']).to_ca(Other.Y, PV, ('A', 'B')) == 1  # list choices: an index
+
+
+@pytest.mark.parametrize('kind, length', [(models.String, 20), (models.String, 60), (models.StringInput, 20)])
+def test_strings_refuse_a_nul_inside_but_take_trailing_padding(kind, length):
+    record = kind('f', max_length=length)
+    with pytest.raises(ValueError, match=PV):
+        record.to_ca('a\x00b', PV)  # the record would hold 'a'
+    assert record.to_ca(b'abc\x00\x00', PV) == b'abc'
