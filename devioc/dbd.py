@@ -126,6 +126,10 @@ class FieldDef:
                 raise FieldError('devioc.E013', f'{key} is {used} bytes in UTF-8; the field holds '
                                  f'{self.size - 1}', f'shorten the value of {key} (non-ASCII characters '
                                  'take 2-4 bytes)')
+            if self.special == 'SPC_CALC' and key in ('CALC', 'OCAL') and not text.strip():
+                raise FieldError('devioc.E006', f'{key} is empty: softIoc refuses an empty expression '
+                                 '("NULL or empty input argument to postfix()")',
+                                 f'give {key} an expression (e.g. "0"), or leave it out')
         return f'"{dbstring(text)}"'
 
     def _choice(self, value: Any) -> str:

@@ -689,7 +689,7 @@ class Calc(_FloatValue, Record):
         inputs = {k: kwargs.pop(k) for k in list(kwargs) if k[:3] == 'inp' and k[3:].upper() in CALC_INPUTS
                   and len(k) == 4}
         super().__init__(name, **kwargs)
-        self.default_field('CALC', calc)
+        self.default_field('CALC', calc or None)  # the record's own default: an empty CALC does not load
         self.default_field('SCAN', scan)
         self.default_field('PREC', prec)
         for key, link in sorted(inputs.items()):

@@ -521,3 +521,19 @@ def test_e014_lower_case_typo_of_a_field_suggests_the_field():
     assert ids == [('devioc.E014', 'Bad.i')] and 'did you mean MDEL=?' in text
     _, text = errors_of(define(i=models.Integer('i', zzzzq=1)))
     assert 'kwargs' not in text and 'args,' not in text  # the hint lists keywords, not *args/**kwargs
+
+
+class CalcDefaults(models.Model):
+    """Calc kinds with no expression (test_differential loads this model in a real softIoc)."""
+    a = models.Calc('a')
+    b = models.CalcOut('b')
+
+
+def test_calc_without_an_expression_loads_and_an_empty_one_is_e006():
+    """Calc('a') renders no CALC (the record's default loads); an explicit empty CALC/OCAL is E006,
+    as softIoc refuses it ("NULL or empty input argument to postfix()")."""
+    assert 'CALC' not in render.render_db(CalcDefaults, 'DEV')
+    ids, text = errors_of(define(c=models.Calc('c', CALC='')))
+    assert ids == [('devioc.E006', 'Bad.c')] and 'empty' in text
+    ids, _ = errors_of(define(c=models.CalcOut('c', calc='A', OCAL='  ')))
+    assert ids == [('devioc.E006', 'Bad.c')]
