@@ -59,6 +59,7 @@ CHECKS = {
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
+    'devioc.W004': 'ASG given, but no access security file is loaded: softIoc ignores it, every client may write',
 }
 
 
@@ -162,6 +163,13 @@ def check_record(record: Record, where: str) -> list[CheckMessage]:
                                          'use 0 or 1', where))
     if isinstance(record, _StringBase) and isinstance(default, str) and not has_macro(default):
         messages.extend(_string_default(record, default, where))
+    if record.fields.get('ASG') not in (None, '', 'DEFAULT'):
+        # softIoc enforces an ASG only with an access security file (asSetFilename before iocInit);
+        # devioc's .cmd loads none yet, so the field stays writable by every CA client
+        messages.append(CheckMessage('devioc.W004', f"ASG={record.fields['ASG']!r} has no effect: no access "
+                                     'security file is loaded, so every Channel Access client may write this '
+                                     'record', 'do not rely on it to make the field read-only; devioc does not '
+                                     'load access security files yet', where))
     return messages
 
 

@@ -396,6 +396,15 @@ def test_w002_string_40_stays_a_stringout():
     assert ('devioc.E013', 'Bad.s') in ids
 
 
+def test_w004_asg_without_an_access_security_file_is_reported():
+    """softIoc ignores ASG without an access security file: the field a user marked is writable."""
+    class M(models.Model):
+        temp = models.FloatInput('temp', ASG='RO')
+        plain = models.Float('plain', ASG='DEFAULT')
+    assert warnings_of(M) == [('devioc.W004', 'M.temp')]
+    assert 'field(ASG, "RO")' in render.render_db(M, 'D')
+
+
 def test_long_strings_post_only_changes():
     """A CHAR waveform posts every write unless MPST/APST are 'On Change': write-back loops."""
     record = models.String('s', max_length=100)
