@@ -31,6 +31,7 @@ _FIELD = re.compile(r'^\s*field\((\w+)\s*,\s*(DBF_\w+)\s*\)')
 _SIZE = re.compile(r'^\s*size\((\d+)\)')
 _MENU_REF = re.compile(r'^\s*menu\((\w+)\)')
 _SPECIAL = re.compile(r'^\s*special\((\w+)\)')
+_LINK = re.compile(r'^link\(\s*(\w+)\s*,')
 _DEVICE = re.compile(r'^device\(\s*(\w+)\s*,\s*\w+\s*,\s*\w+\s*,\s*"([^"]*)"\s*\)')
 
 #: C range of each integer DBF type (dbPutString parses with strtol-like rules: 0x.. hex, 0.. octal)
@@ -107,6 +108,7 @@ class FieldDef:
                              f'{", set by the record itself" if key != "NAME" else ""})',
                              f'drop {key}=...; the record or devioc sets it')
         if isinstance(value, (dict, list, tuple)) and self.dbf in LINKS:
+            _check_json_link(key, value)
             return json.dumps(value, separators=(',', ':'), ensure_ascii=False)
         if isinstance(value, bool):
             value = int(value)
@@ -212,12 +214,49 @@ class FieldDef:
         return text
 
 
+#: JSON link types served by softIocPVA only (QSRV's pva link): accepted, softIocPVA checks them at load
+PVA_LINKS = ('pva',)
+
+
+def _check_json_link(key: str, value: Any) -> None:
+    """FieldError unless ``value`` is a JSON link or constant that dbLoadRecords takes.
+
+    Rules (EPICS 7.0.8.1 dbStaticLib/dbConstLink, checked on softIoc): a link object has at most one
+    key, a link type from the .dbd's ``link()`` lines; a constant (a bare list, or ``{"const": ...}``)
+    is a number, a bool, a string, or a flat list of numbers or of strings.
+    """
+    hint = ('use {"const": 1.5}, {"const": [1, 2]}, {"const": "text"} or {"calc": {"expr": "A", "args": [1]}}; '
+            f'link types: {", ".join(link_types() + PVA_LINKS)}')
+    if isinstance(value, dict):
+        if not value:
+            return
+        if len(value) != 1:
+            raise FieldError('devioc.E019', f'{key}={value!r}: a JSON link has one link type, not {len(value)}', hint)
+        (kind, inner), = value.items()
+        if kind not in link_types() + PVA_LINKS:
+            close = difflib.get_close_matches(str(kind), list(link_types() + PVA_LINKS), n=1)
+            raise FieldError('devioc.E019', f'{key}={value!r}: softIoc has no {kind!r} link type',
+                             f'did you mean {close[0]!r}? {hint}' if close else hint)
+        if kind != 'const':
+            return
+        value = inner
+    scalars = (int, float, str)
+    if isinstance(value, bool) or isinstance(value, scalars):
+        return
+    items = list(value) if isinstance(value, (list, tuple)) else None
+    if items is not None and (all(isinstance(i, (int, float)) for i in items) or all(isinstance(i, str) for i in items)):
+        return
+    raise FieldError('devioc.E019', f'{key}={value!r} is not a constant softIoc takes (a number, a string, or a '
+                     'flat list of numbers or of strings)', hint)
+
+
 def parse_dbd(text: str) -> dict:
     """Parse .dbd text into ``{'menus': {..}, 'records': {type: {field: [dbf, size, menu, special]}},
-    'devices': {type: [DTYP choices]}}``."""
+    'devices': {type: [DTYP choices]}, 'links': [JSON link types]}``."""
     menus: dict[str, list[str]] = {}
     records: dict[str, dict[str, list]] = {}
     devices: dict[str, list[str]] = {}
+    links: list[str] = []
     menu = record = field = None
     for line in text.splitlines():
         if match := _MENU.match(line):
@@ -226,6 +265,8 @@ def parse_dbd(text: str) -> dict:
         elif match := _RECORD.match(line):
             record, menu, field = match.group(1), None, None
             records[record] = {}
+        elif match := _LINK.match(line):
+            links.append(match.group(1))
         elif match := _DEVICE.match(line):
             devices.setdefault(match.group(1), []).append(match.group(2))
         elif menu and (match := _CHOICE.match(line)):
@@ -239,7 +280,7 @@ def parse_dbd(text: str) -> dict:
             field[2] = match.group(1)
         elif record and field and (match := _SPECIAL.match(line)):
             field[3] = match.group(1)
-    return {'menus': menus, 'records': records, 'devices': devices}
+    return {'menus': menus, 'records': records, 'devices': devices, 'links': links}
 
 
 @lru_cache(maxsize=1)
@@ -250,6 +291,11 @@ def _table() -> dict:
 def record_types() -> list[str]:
     """All record types that EPICS base's softIoc knows."""
     return sorted(_table()['records'])
+
+
+def link_types() -> tuple[str, ...]:
+    """The JSON link types softIoc has (the .dbd's ``link()`` lines: calc, const, ...)."""
+    return tuple(_table().get('links', ()))
 
 
 def devices(record_type: str) -> tuple[str, ...]:

@@ -233,3 +233,15 @@ def test_checks_agree_with_softioc_on_the_projects_own_models(tmp_path):
     output = (result.stdout + result.stderr).decode('utf-8', 'replace')
     errors = [line for line in output.splitlines() if 'ERROR' in line or "Can't" in line or 'Error' in line]
     assert not errors, f'{[m.__name__ for m in own]}: {errors[:10]}'
+
+
+def test_json_links_agree_with_softioc(tmp_path):
+    """JSON link values (a link type from the .dbd's link() lines, constants) agree with softIoc."""
+    accepted = [{'const': 1.5}, {'const': [1, 2]}, {'const': ['a', 'b']}, {'const': 'text'}, {'const': True},
+                [1, 2, 3], {}, {'calc': {'expr': 'A+1', 'args': [1]}}, {'state': 'busy'}]
+    refused = [{'const': {'a': 1}}, {'nosuch': 1}, {'const': 1, 'calc': 2}, {'const': [1, 'a']},
+               {'const': [[1]]}, {'const': None}, {'ca': 'X:y'}, {'db': 'X:y'}]
+    records = [models.FloatInput('r', INP=value) for value in accepted + refused]
+    problems, counts = judge(records, tmp_path)
+    assert not problems, '\n\n'.join(problems)
+    assert counts == {'accept': len(accepted), 'refuse': len(refused), 'deliberate': 0}
