@@ -575,6 +575,12 @@ class _StringBase(Record):
                 'waveform that holds 40',
             ))
         self.default = default
+        for key in ('FTVL', 'NELM'):
+            if self.long and key in self.user_fields:  # the waveform's shape is max_length's to decide
+                self.problems.append(Problem(
+                    'devioc.E017', f'{key} is set by max_length for a long String', f'drop {key}=...; give '
+                    f'max_length={self.max_length} (the record gets FTVL CHAR, NELM max_length + 1)',
+                ))
         if self.long:
             self.default_field('FTVL', 'CHAR')
             self.default_field('NELM', self.max_length + 1)

@@ -546,3 +546,10 @@ def test_calc_without_an_expression_loads_and_an_empty_one_is_e006():
     assert ids == [('devioc.E006', 'Bad.c')] and 'empty' in text
     ids, _ = errors_of(define(c=models.CalcOut('c', calc='A', OCAL='  ')))
     assert ids == [('devioc.E006', 'Bad.c')]
+
+
+@pytest.mark.parametrize('extra', [{'NELM': 10}, {'FTVL': 'LONG'}])
+def test_e017_long_string_shape_comes_from_max_length(extra):
+    """NELM/FTVL on a long String would make it refuse its own max_length (RuntimeError at put)."""
+    ids, text = errors_of(define(s=models.String('s', max_length=50, **extra)))
+    assert ids == [('devioc.E017', 'Bad.s')] and 'max_length' in text
