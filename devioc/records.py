@@ -354,7 +354,22 @@ class EnumInput(_EnumBase):
         super().__init__(name, choices=choices, default=default, **kwargs)
 
 
-class Toggle(Record):
+class _Binary(Record):
+    """A bo/bi: two states named by ZNAM and ONAM; the value is 0 or 1."""
+
+    value_kind = 'enum'
+
+    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
+        return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
+
+    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
+        return (0, 1)
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
+        return _state(value, name, self.record, choices)
+
+
+class Toggle(_Binary):
     """Binary output (bo) that returns to zero after ``high`` seconds: a command button.
 
     Args:
@@ -365,7 +380,6 @@ class Toggle(Record):
     """
 
     record_type = 'bo'
-    value_kind = 'enum'
 
     def __init__(self, name: str, zname: str | None = None, oname: str = '', high: float | None = 0.1,
                  default: int | None = None, **kwargs: Any):
@@ -375,21 +389,11 @@ class Toggle(Record):
         self.default_field('HIGH', high or None)
         self.default_field('VAL', 0 if default is None else default)  # defined from the start
 
-    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
-        return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
 
-    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
-        return (0, 1)
-
-    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
-        return _state(value, name, self.record, choices)
-
-
-class BoolInput(Record):
+class BoolInput(_Binary):
     """Binary input (bi) for an on/off state the app publishes; read-only to clients."""
 
     record_type = 'bi'
-    value_kind = 'enum'
 
     def __init__(self, name: str, zname: str = 'OFF', oname: str = 'ON', default: int | None = None,
                  **kwargs: Any):
@@ -397,15 +401,6 @@ class BoolInput(Record):
         self.default_field('ZNAM', zname)
         self.default_field('ONAM', oname)
         self.default_field('VAL', 0 if default is None else default)  # defined from the start
-
-    def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
-        return self._expanded([str(self.fields.get('ZNAM', '')), str(self.fields.get('ONAM', ''))], macros)
-
-    def put_range(self, nstates: int = 0) -> tuple[float, float] | None:
-        return (0, 1)
-
-    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> int:
-        return _state(value, name, self.record, choices)
 
 
 class _IntegerValue:

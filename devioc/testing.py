@@ -8,7 +8,7 @@ test can run several IOCs at once, each on its own port (the ``ca_port`` fixture
 Fixtures: ``ca_env`` (environment for subprocesses), ``ca_port`` (a free server port of the pool),
 ``device`` (a fresh device name), ``run_model`` (start a model, stopped when the test ends).
 Helpers: :func:`wait_for`, :func:`caget`, :func:`caput`, :func:`epics_tool`, :func:`stop_process`,
-:func:`child_pids`, :func:`answers`,
+:func:`child_pids`, :func:`alive`, :func:`answers`,
 :func:`stop_repeaters`.
 """
 from __future__ import annotations
@@ -206,6 +206,15 @@ def stop_repeaters(port: str | int) -> list[int]:
             except ProcessLookupError:
                 pass
     return stopped
+
+
+def alive(pid: int) -> bool:
+    """True while process ``pid`` exists and is not a zombie (read from /proc)."""
+    try:
+        with open(f'/proc/{pid}/stat') as handle:
+            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
+    except OSError:
+        return False
 
 
 def child_pids(pid: int) -> list[int]:

@@ -6,15 +6,7 @@ import sys
 import textwrap
 
 from devioc import models
-from devioc.testing import caget, child_pids, wait_for
-
-
-def alive(pid):
-    try:
-        with open(f'/proc/{pid}/stat') as stat:
-            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
+from devioc.testing import alive, caget, child_pids, wait_for
 
 
 APP = textwrap.dedent('''

@@ -8,15 +8,7 @@ import time
 
 import pytest
 
-from devioc.testing import child_pids
-
-
-def alive(pid):
-    try:
-        with open(f'/proc/{pid}/stat') as stat:
-            return stat.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
+from devioc.testing import alive, child_pids
 
 
 @pytest.mark.parametrize('delay', [0.0, 0.05, 0.2, 0.5])
