@@ -15,11 +15,12 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from devioc import cli
-from devioc.testing import caget, wait_for
+from devioc.testing import alive, caget, wait_for
 from devioc.testing import answers
 from devioc.testing import child_pids as children
 
@@ -102,15 +103,6 @@ def tcp_listeners(pid: int) -> list[str]:
             if fields[3] == '0A' and fields[9] in inodes:
                 found.append(fields[1])
     return found
-
-
-def alive(pid: int) -> bool:
-    """True if pid runs and is not a zombie."""
-    try:
-        with open(f'/proc/{pid}/stat') as handle:
-            return handle.read().rsplit(')', 1)[1].split()[0] != 'Z'
-    except OSError:
-        return False
 
 
 def descendants(pid: int) -> list[int]:
@@ -288,15 +280,21 @@ def test_systemd_command_under_procserv(deployment, tmp_path, device, ca_env):
     assert '\x1b[' not in log, 'colour codes in the procServ log'
 
 
-def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env):
-    """The SysV init-template reads the same env file, starts procServ, reports status and stops it all."""
-    project, values = deployment
+def sysv_env_dir(values: dict, tmp_path) -> Path:
+    """An env-file directory for the SysV script: ``values`` plus run/log/work/cache dirs in ``tmp_path``."""
     etc = tmp_path / 'etc'
     etc.mkdir()
     values.update(RUN_AS='root' if os.getuid() == 0 else os.environ.get('USER', ''),
                   RUN_DIR=str(tmp_path / 'run'), LOG_DIR=str(tmp_path / 'log'), PROCSERV=PROCSERV,
                   WORKDIR=str(tmp_path / 'work'), DEVIOC_CACHE_DIR=str(tmp_path / 'cache'))
     write_env_file(etc / f'{INSTANCE}.env', values)
+    return etc
+
+
+def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env):
+    """The SysV init-template reads the same env file, starts procServ, reports status and stops it all."""
+    project, values = deployment
+    etc = sysv_env_dir(values, tmp_path)
     script = tmp_path / 'init.d' / f'depioc-{INSTANCE}'
     script.parent.mkdir()
     shutil.copy(project / 'deploy' / 'init-template', script)
@@ -345,12 +343,7 @@ def test_init_script_trusts_no_pid_file_that_names_another_process(deployment, t
     that user): a PID file naming some other process must not make root's `stop` kill it, nor
     `status` call the instance running."""
     project, values = deployment
-    etc = tmp_path / 'etc'
-    etc.mkdir()
-    values.update(RUN_AS='root' if os.getuid() == 0 else os.environ.get('USER', ''),
-                  RUN_DIR=str(tmp_path / 'run'), LOG_DIR=str(tmp_path / 'log'), PROCSERV=PROCSERV,
-                  WORKDIR=str(tmp_path / 'work'), DEVIOC_CACHE_DIR=str(tmp_path / 'cache'))
-    write_env_file(etc / f'{INSTANCE}.env', values)
+    etc = sysv_env_dir(values, tmp_path)
     script = tmp_path / f'depioc-{INSTANCE}'
     shutil.copy(project / 'deploy' / 'init-template', script)
     env = {'PATH': '/usr/sbin:/usr/bin:/sbin:/bin', 'ENV_DIR': str(etc)}
