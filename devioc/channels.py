@@ -21,6 +21,7 @@ import ctypes
 import itertools
 import logging
 import threading
+from threading import get_ident as _get_ident
 from typing import Any, Callable
 
 import numpy as np
@@ -57,24 +58,29 @@ class _Flusher:
     """Flush libca's send queue once per reactor turn, however many puts were queued in it."""
 
     def __init__(self):
-        self.pending = False
+        #: the id of the thread (the reactor's) whose puts a flush scheduled for the end of this
+        #: reactor turn will send; 0 when none is scheduled
+        self.pending = 0
         self.reactor = None
 
     def request(self) -> None:
-        if self.pending:  # a flush is already scheduled for the end of this reactor turn
+        # The flush scheduled for the end of this reactor turn covers the reactor thread's puts only:
+        # a worker thread's put must not wait for a reactor turn that may go on for seconds (a slow
+        # do_<field>), so other threads never take this shortcut.
+        if self.pending == _get_ident():
             return
         reactor = self.reactor
         if reactor is None:
             from twisted.internet import reactor
             self.reactor = reactor
         if reactor.running and threadable.isInIOThread():
-            self.pending = True
+            self.pending = _get_ident()
             reactor.callLater(0, self.flush)
         else:
             ca_flush()
 
     def flush(self) -> None:
-        self.pending = False
+        self.pending = 0
         ca_flush()
 
 

@@ -26,6 +26,8 @@ from .records import (  # noqa: F401  (re-exported: models.Float, ...)
 )
 from .softioc import IOCProcess, IOCStartError, find_softioc
 
+DEFAULT_CA_PORT = 5064
+
 logger = logging.getLogger(__name__)
 
 _running: weakref.WeakSet = weakref.WeakSet()
@@ -205,6 +207,9 @@ class Model(metaclass=ModelType):
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
             env.pop('EPICS_CAS_SERVER_PORT', None)
+        self._udp_port = int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT') or DEFAULT_CA_PORT)
+        self._check_port_free_here(self._udp_port)
+        if ca_port:
             self._check_reachable(ca_port)
         self.process = IOCProcess([self.command, cmd_file.name], self.directory, env, self.device_name,
                                   on_exit=self._ioc_exited)
@@ -231,6 +236,22 @@ class Model(metaclass=ModelType):
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self.device_name, len(records),
                     time.monotonic() - started, self.process.pid, self.directory)
 
+    def _check_port_free_here(self, port: int) -> None:
+        """IOCStartError now if another running model of this process serves CA port ``port``.
+
+        Two softIocs on one UDP port of one host answer a unicast search at random: this process's
+        client, whose address list names that port once, would find the second IOC's records only now
+        and then (and time out after 10 s otherwise).
+        """
+        for other in list(_running):
+            if other is not self and other._owner == os.getpid() and getattr(other, '_udp_port', None) == port:
+                raise IOCStartError(
+                    f'{self.device_name}: CA port {port} is already served by {other.device_name}, another model of '
+                    'this process: two softIocs on one port answer searches at random, so this process could not '
+                    'reliably reach both. Give each model its own ca_port and list every one of them '
+                    '(127.0.0.1:PORT) in EPICS_CA_ADDR_LIST before the first CA call, or run this model in its '
+                    'own process')
+
     def _check_reachable(self, port: int) -> None:
         """IOCStartError now, not after the timeout, if this process's CA client cannot search ``port``."""
         from . import ca
@@ -239,9 +260,9 @@ class Model(metaclass=ModelType):
             raise IOCStartError(
                 f'{self.device_name}: ca_port={port} cannot be reached by this process\'s Channel Access client: '
                 'libca read its address lists once, when this process made its CA context (for an earlier '
-                f'model, or a pyepics call), and they do not include port {port}. Give every model of '
-                f'this process the same ca_port, list 127.0.0.1:{port} in EPICS_CA_ADDR_LIST or '
-                'EPICS_CA_NAME_SERVERS before the first CA call, or run this model in its own process')
+                f'model, or a pyepics call), and they do not include port {port}. List 127.0.0.1:{port} '
+                '(and every other model\'s port) in EPICS_CA_ADDR_LIST before the first CA call, or run '
+                'this model in its own process')
 
     def _connect(self, reactor: Any, callbacks: dict[str, Any], deadline: float, limit: float,
                  env: dict[str, str]) -> None:

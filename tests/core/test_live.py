@@ -296,8 +296,10 @@ def test_hundred_record_model(device, ca_port):
         model.shutdown()
 
 
-def test_a_softioc_that_exits_at_start_gives_a_clear_error(device, tmp_path):
+def test_a_softioc_that_exits_at_start_gives_a_clear_error(device, tmp_path, monkeypatch):
     """If the IOC process dies during start-up, the error says so and shows its output."""
+    # the module's live IOC may be serving this port meanwhile; a fake softIoc serves none
+    monkeypatch.setattr(LiveIOC, '_check_port_free_here', lambda self, port: None)
     fake = tmp_path / 'fakeioc'
     fake.write_text('#!/bin/sh\necho "dbLoadRecords: something is wrong" >&2\nexit 3\n')
     fake.chmod(0o755)

@@ -116,3 +116,27 @@ def test_many_threads_put_at_once(meter):
     while (not app.cmds or app.cmds[-1] != final) and reactor.seconds() < deadline:
         yield threads.deferToThread(lambda: None)
     assert app.cmds[-1] == final and ioc.cmd.get() == final
+
+
+@pytest_twisted.inlineCallbacks
+def test_worker_put_is_sent_while_the_reactor_turn_goes_on(meter):
+    """A worker's put without wait is sent at once, even while the reactor thread, with a flush of
+    its own puts scheduled for the end of its turn, is busy (a slow do_<field>): that pending flush
+    used to make the worker's put wait for the end of the reactor's turn, however long."""
+    ioc, _ = meter
+    yield threads.deferToThread(lambda: None)  # the pool is up
+    seen = {}
+
+    def worker():
+        ioc.rate.put(4.5)
+        seen['rate'] = wait_for(lambda: caget(f'{ioc.device_name}:rate') == '4.5', timeout=3,
+                                what="the worker's put while the reactor thread is busy")
+
+    assert threadable.isInIOThread()
+    ioc.level.put(1.5)  # the reactor thread's put: its flush is scheduled for the end of this turn
+    thread = threading.Thread(target=worker, name='publisher')
+    thread.start()
+    thread.join(10)     # the reactor turn goes on (blocked) while the worker publishes
+    assert 'rate' in seen, "the worker's put was not sent while the reactor thread was busy"
+    yield threads.deferToThread(lambda: None)
+    wait_for(lambda: caget(f'{ioc.device_name}:level') == '1.5', what="the reactor thread's put")
