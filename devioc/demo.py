@@ -50,13 +50,14 @@ class DemoApp:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the demo IOC until SIGINT/SIGTERM/SIGHUP; return the exit status of :func:`devioc.shell.serve`."""
+    from .shell import serve, stop_quietly_until_served
+
+    stop_quietly_until_served()
     parser = argparse.ArgumentParser(description='Run the devioc demo IOC')
     parser.add_argument('--device', default='DEMO', help='device name (PV prefix), default DEMO')
     parser.add_argument('-v', '--verbose', action='store_true', help='debug logging')
     args = parser.parse_args(argv)
     log.log_to_console(logging.DEBUG if args.verbose else logging.INFO)
-
-    from .shell import serve
 
     def start() -> DemoApp:
         app = DemoApp(args.device)

@@ -207,6 +207,24 @@ def take_signals(reactor: Any) -> None:
         signal.signal(sig, stop_signal)
 
 
+def stop_quietly_until_served() -> None:
+    """Until :func:`serve` takes the signals over, SIGTERM, SIGINT and SIGHUP end the program at once
+    with status 0, without a traceback or click's "Aborted!".
+
+    Call it first in a program's main, before the imports of the app and its model: nothing that
+    needs stopping runs yet (the model's softIoc starts inside ``serve()``), and without it a signal
+    in that window (an impatient Ctrl-C, ``systemctl stop`` right after a restart) killed the
+    program by the default action (exit status -15) or printed a KeyboardInterrupt traceback.
+    """
+    import signal
+
+    def stop(signum: int, frame: Any) -> None:
+        raise SystemExit(0)
+
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+        signal.signal(sig, stop)
+
+
 def status_of(code: int) -> int:
     """The exit status for softIoc's return code: 128 + signal, its own code, or 1 for a clean exit."""
     return 128 - code if code < 0 else (code or 1)

@@ -196,3 +196,46 @@ def test_signals_stop_cleanly_even_when_inherited_blocked(start, device, ca_env,
     out = (head + out).decode()
     assert proc.returncode == 0, out
     assert 'stopping the IOC' in out
+
+
+def catches(pid: int, sig: int) -> bool:
+    """True once process ``pid`` has a handler for ``sig`` (its SigCgt mask in /proc)."""
+    try:
+        with open(f'/proc/{pid}/status') as handle:
+            mask = next(line for line in handle if line.startswith('SigCgt:')).split()[1]
+    except (OSError, StopIteration):
+        return False
+    return bool(int(mask, 16) >> (sig - 1) & 1)
+
+
+@pytest.fixture(scope='module')
+def slow_project(tmp_path_factory):
+    """A generated project whose model module takes 2 s to import (a big app, a slow disk)."""
+    root = cli.start_project('slowioc', tmp_path_factory.mktemp('proj') / 'slowioc')
+    ioc = root / 'slowioc' / 'ioc.py'
+    ioc.write_text(ioc.read_text() + '\nimport time\ntime.sleep(2)\n')
+    return root
+
+
+@pytest.mark.parametrize('delay', [0.0, 0.3])
+@pytest.mark.parametrize('sig', [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
+def test_a_stop_signal_before_the_ioc_starts_exits_0_quietly(slow_project, device, ca_env, sig, delay):
+    """A stop signal while app.server imports the app and its model (before serve() runs, before any
+    softIoc): exit status 0 at once, no traceback, no "Aborted!", no IOC started. (Before the
+    interpreter runs the program's first lines, nothing but the default action is possible.)"""
+    proc = subprocess.Popen([sys.executable, str(slow_project / 'bin' / 'app.server'), '--device', device],
+                            cwd=slow_project, env=ca_env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_for(lambda: proc.poll() is not None or catches(proc.pid, signal.SIGTERM), timeout=1.5,
+                 interval=0.001, what='app.server to take the stop signals before importing its model')
+        time.sleep(delay)
+        proc.send_signal(sig)
+        out, _ = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+    out = out.decode(errors='replace')
+    assert proc.returncode == 0, out
+    assert 'Traceback' not in out and 'Aborted' not in out and 'iocInit' not in out, out
