@@ -650,6 +650,10 @@ class Array(Record):
         self.ftvl, self.length = ftvl, length
         self.default_field('FTVL', ftvl)
         self.default_field('NELM', length if isinstance(length, int) and length > 0 else None)
+        # a waveform posts every write by default ("Always"): do_<field> would run again for the same
+        # array, and a callback that writes back would loop; MPST='Always' restores EPICS' default
+        self.default_field('MPST', 'On Change')
+        self.default_field('APST', 'On Change')
 
     def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> Any:
         """A list of bytes (FTVL STRING) or a numpy array, checked element by element."""

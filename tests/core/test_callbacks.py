@@ -123,3 +123,38 @@ def test_check_callbacks_accepts_exact_and_lower_case_names():
     messages = check_callbacks(Heater, Typo())
     assert [m.id for m in messages] == ['devioc.E011']
     assert 'did you mean do_Gain?' in messages[0].hint
+
+
+class Spectrum(models.Model):
+    counts = models.Array('counts', type=int, length=4)
+    raw = models.Array('raw', type=float, length=4, MPST='Always')
+
+
+class SpectrumApp:
+    def __init__(self):
+        self.calls = []
+
+    def do_counts(self, pv, value, ioc):
+        self.calls.append(('counts', list(value)))
+
+    def do_raw(self, pv, value, ioc):
+        self.calls.append(('raw', list(value)))
+
+
+@pytest_twisted.inlineCallbacks
+def test_arrays_call_back_on_changes_only_unless_mpst_always(device, ca_port):
+    """A waveform posts every write by EPICS' default; an Array posts only changes (MPST/APST 'On
+    Change'), so three identical client writes call do_counts once; MPST='Always' keeps every write."""
+    app = SpectrumApp()
+    ioc = Spectrum(device, callbacks=app, ca_port=ca_port)
+    try:
+        yield settle(app)
+        del app.calls[:]
+        for _ in range(3):
+            caput(f'{device}:counts', [1, 2, 3, 4])
+            caput(f'{device}:raw', [1, 2, 3, 4])
+        yield settle(app)
+        assert [c for c in app.calls if c[0] == 'counts'] == [('counts', [1, 2, 3, 4])]
+        assert [c for c in app.calls if c[0] == 'raw'] == [('raw', [1.0, 2.0, 3.0, 4.0])] * 3
+    finally:
+        ioc.shutdown()
