@@ -36,6 +36,9 @@ _running: weakref.WeakSet = weakref.WeakSet()
 class CacheDirError(OSError):
     """The model's cache directory (its .db and .cmd) cannot be made; the message says what to set."""
 
+    def __str__(self) -> str:
+        return str(self.strerror)   # the whole message, which names the path: no "[Errno 13] ...: 'path'"
+
 
 class StartupInterrupted(BaseException):
     """A stop was asked for (:func:`interrupt_start`, e.g. SIGTERM) while a model was starting.

@@ -101,6 +101,7 @@ def test_cache_dir_error_names_the_path_and_the_variable(tmp_path, monkeypatch):
     message = str(info.value)
     assert f'{home}/.cache/devioc' in message and 'Set DEVIOC_CACHE_DIR' in message
     assert 'CacheDirectory=' in message
+    assert not message.startswith('[Errno') and info.value.filename == f'{home}/.cache/devioc'
     monkeypatch.setenv('DEVIOC_CACHE_DIR', str(tmp_path / 'cache'))
     assert models.cache_root() == tmp_path / 'cache' and (tmp_path / 'cache').is_dir()
 
