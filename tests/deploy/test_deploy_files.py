@@ -31,6 +31,7 @@ def test_unit_keeps_per_instance_values_in_the_env_file():
     for line in ('EnvironmentFile=/etc/site_ioc/%i.env', 'Type=forking', 'Restart=on-failure',
                  'PIDFile=/run/site_ioc/%i/procServ.pid', 'User=site_ioc', 'Group=site_ioc',
                  'CacheDirectory=site_ioc/%i', 'StateDirectory=site_ioc/%i', 'RuntimeDirectory=site_ioc/%i',
+                 'LogsDirectoryMode=0750', 'UMask=0027',
                  'Environment="DEVIOC_CACHE_DIR=%C/site_ioc/%i" "DEVIOC_STATE_DIR=%S/site_ioc/%i" NO_COLOR=1'):
         assert line + '\n' in unit
     for option in ('--port=unix:::0660:/run/site_ioc/%i/console', '--logfile=/var/log/site_ioc/%i.log',
