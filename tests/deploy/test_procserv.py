@@ -308,11 +308,11 @@ def test_sysv_init_script_start_status_stop(deployment, tmp_path, device, ca_env
     server = None
     try:
         assert started.returncode == 0, started.stdout + started.stderr
+        server = int((tmp_path / 'run' / 'procServ.pid').read_text())   # stopped in finally, whatever fails
         assert f'console {tmp_path}/run/console' in started.stdout
         assert os.stat(tmp_path / 'run' / 'console').st_mode & 0o777 == 0o660
         # the log holds the console's traffic: not readable by every local user
         assert os.stat(tmp_path / 'log' / f'{INSTANCE}.log').st_mode & 0o777 == 0o640
-        server = int((tmp_path / 'run' / 'procServ.pid').read_text())
         wait_for(lambda: answers(f'{device}:calc', ca_env), timeout=30, what='the IOC started by the init script')
         status = service('status')
         assert status.returncode == 0 and f'running (pid {server}' in status.stdout
