@@ -568,24 +568,16 @@ class PV:
             ca_context.attach()
         except Exception:  # libca already finalized at interpreter exit
             pass
-        if self._alarm_subscription is not None:
-            try:
-                ca.libca.ca_clear_subscription(self._alarm_subscription)
-            except Exception:
-                pass
-            self._alarm_subscription = None
-        if self._subscription is not None:
-            try:
-                ca.libca.ca_clear_subscription(self._subscription[1])
-            except Exception:  # the context may already be gone at interpreter exit
-                pass
-            self._subscription = None
-        if self._chid is not None:
-            try:
-                ca.libca.ca_clear_channel(self._chid)
-            except Exception:
-                pass
-            self._chid = None
+        subscription = self._subscription
+        for clear, handle in ((ca.libca.ca_clear_subscription, self._alarm_subscription),
+                              (ca.libca.ca_clear_subscription, subscription and subscription[1]),
+                              (ca.libca.ca_clear_channel, self._chid)):
+            if handle is not None:
+                try:
+                    clear(handle)
+                except Exception:  # the context may already be gone at interpreter exit
+                    pass
+        self._alarm_subscription = self._subscription = self._chid = None
         self.callback = None
 
     def __repr__(self) -> str:

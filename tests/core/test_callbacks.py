@@ -46,11 +46,9 @@ def settle(app, seconds=0.4):
 
 
 @pytest.fixture
-def heater(device, ca_port):
+def heater(run_model, ca_port):
     app = App()
-    ioc = Heater(device, callbacks=app, ca_port=ca_port)
-    yield ioc, app
-    ioc.shutdown()
+    return run_model(Heater, callbacks=app, ca_port=ca_port), app
 
 
 @pytest_twisted.inlineCallbacks

@@ -28,11 +28,9 @@ class App:
 
 
 @pytest.fixture
-def meter(device, ca_port):
+def meter(run_model, ca_port):
     app = App()
-    ioc = Meter(device, callbacks=app, ca_port=ca_port)
-    yield ioc, app
-    ioc.shutdown()
+    return run_model(Meter, callbacks=app, ca_port=ca_port), app
 
 
 def publish(ioc, level, rate, note):
