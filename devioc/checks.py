@@ -52,7 +52,7 @@ CHECKS = {
     'devioc.E017': 'EPICS field given twice',
     'devioc.E018': 'default value out of range',
     'devioc.E019': 'non-numeric value for a numeric field, or a fraction for an integer field',
-    'devioc.E020': 'field whose attribute name is taken by the Model itself (ready, process, shutdown, ...)',
+    'devioc.E020': 'field whose attribute name is taken by a method of the Model (shutdown, on_ioc_exit, pv_names) or starts with _',
     'devioc.E021': 'field a database file cannot set (DBF_NOACCESS fields such as a waveform VAL, NAME)',
     'devioc.E022': 'number beyond what the field\'s C type holds (DBF_SHORT, DBF_LONG, DBF_UCHAR, ...)',
     'devioc.E023': 'number a float field cannot represent (too large, or subnormal)',

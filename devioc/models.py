@@ -147,6 +147,23 @@ def _safe(name: str) -> str:
     return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
+class _State:
+    """A model's own state under its public name (``ioc.process`` reads ``ioc._process``).
+
+    A non-data descriptor: a field declared with the same name is set on the instance and hides it,
+    so fields may be called ``process``, ``directory``, ``ready`` ...; devioc's own code uses the
+    ``_``-names.
+    """
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.attr = '_' + name
+
+    def __get__(self, obj: Any, objtype: type | None = None) -> Any:
+        if obj is None:
+            return self
+        return obj.__dict__.get(self.attr)
+
+
 class Model(metaclass=ModelType):
     """An IOC database model; subclass it and declare records as class attributes.
 
@@ -164,30 +181,39 @@ class Model(metaclass=ModelType):
     """
 
     _fields: dict[str, Record] = {}
-    #: attribute names a field may not take (they would hide the model's own state)
-    RESERVED_NAMES = frozenset({
-        'device_name', 'db_name', 'callbacks', 'macros', 'ready', 'process', 'ioc_exit_code', 'command',
-        'directory', 'shutdown', 'on_ioc_exit', 'pv_names', 'RESERVED_NAMES',
-    })
+    #: attribute names a field may not take (the model's methods, which the app and devioc call)
+    RESERVED_NAMES = frozenset({'shutdown', 'on_ioc_exit', 'pv_names', 'RESERVED_NAMES'})
+
+    # The model's own state, kept in ``_``-names and shown under these public names (read only); a
+    # field declared with one of these names takes it over (``ioc.process`` is then that field's PV).
+    device_name: str = _State()      # type: ignore[assignment]
+    db_name: str = _State()          # type: ignore[assignment]
+    callbacks: Any = _State()
+    macros: dict[str, str] = _State()   # type: ignore[assignment]
+    ready: bool = _State()           # type: ignore[assignment]
+    process: IOCProcess | None = _State()   # type: ignore[assignment]
+    ioc_exit_code: int | None = _State()   # type: ignore[assignment]
+    command: str = _State()          # type: ignore[assignment]
+    directory: Path = _State()       # type: ignore[assignment]
 
     def __init__(self, device_name: str, callbacks: Any = None, command: str | None = 'softIoc',
                  macros: Mapping[str, Any] | None = None, *, pva: bool = False, ca_port: int | None = None,
                  timeout: float | None = None):
-        self.device_name = device_name
-        self.db_name = type(self).__name__
-        self.callbacks = callbacks if callbacks is not None else self
-        self.macros = {'device': device_name, **{k: str(v) for k, v in (macros or {}).items()}}
-        self.ready = False
-        self.process: IOCProcess | None = None
-        self.ioc_exit_code: int | None = None
+        self._device_name = device_name
+        self._db_name = type(self).__name__
+        self._callbacks = callbacks if callbacks is not None else self
+        self._macros = {'device': device_name, **{k: str(v) for k, v in (macros or {}).items()}}
+        self._ready = False
+        self._process: IOCProcess | None = None
+        self._ioc_exit_code: int | None = None
         self._lock_file = None
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
 
-        records = render.expand_model(type(self), device_name, self.macros)
-        checks.raise_if(checks.check_callbacks(type(self), self.callbacks))
-        self.command = find_softioc(command, pva=pva)
-        self.directory = cache_root() / _safe(device_name)
+        records = render.expand_model(type(self), device_name, self._macros)
+        checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
+        self._command = find_softioc(command, pva=pva)
+        self._directory = cache_root() / _safe(device_name)
         self._lock()
         try:
             self._start(records, ca_port, timeout)
@@ -198,14 +224,14 @@ class Model(metaclass=ModelType):
     # -- start-up
     def _lock(self) -> None:
         """Take the host-wide lock of this device (:mod:`devioc.lock`); raises DeviceBusy if it is held."""
-        self._lock_file = lock.acquire(self.device_name)
+        self._lock_file = lock.acquire(self._device_name)
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        db_file = self.directory / f'{self.db_name}.db'
-        cmd_file = self.directory / f'{self.db_name}.cmd'
-        db_file.write_text(render.render_db(type(self), self.device_name, records=records))
-        cmd_file.write_text(render.render_cmd(type(self), self.device_name, db_filename=db_file.name))
+        self._directory.mkdir(parents=True, exist_ok=True)
+        db_file = self._directory / f'{self._db_name}.db'
+        cmd_file = self._directory / f'{self._db_name}.cmd'
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records))
+        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
@@ -214,10 +240,10 @@ class Model(metaclass=ModelType):
         self._check_port_free_here(self._udp_port)
         if ca_port:
             self._check_reachable(ca_port)
-        self.process = IOCProcess([self.command, cmd_file.name], self.directory, env, self.device_name,
+        self._process = IOCProcess([self._command, cmd_file.name], self._directory, env, self._device_name,
                                   on_exit=self._ioc_exited)
         started = time.monotonic()
-        self.process.start()
+        self._process.start()
         _running.add(self)
 
         # softIoc spends ~0.5 s in iocInit: import the reactor and libca and make the PVs meanwhile
@@ -227,7 +253,7 @@ class Model(metaclass=ModelType):
 
         callbacks = {}
         for attname, (pv_name, _) in records.items():
-            callback = callback_for(self.callbacks, attname, self._fields)
+            callback = callback_for(self._callbacks, attname, self._fields)
             pv = PV(pv_name, self._fields[attname], self, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
@@ -235,9 +261,9 @@ class Model(metaclass=ModelType):
                 callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
         self._connect(reactor, callbacks, started + limit, limit, env)
-        self.ready = True
-        logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self.device_name, len(records),
-                    time.monotonic() - started, self.process.pid, self.directory)
+        self._ready = True
+        logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
+                    time.monotonic() - started, self._process.pid, self._directory)
 
     def _check_port_free_here(self, port: int) -> None:
         """IOCStartError now if another running model of this process serves CA port ``port``.
@@ -249,7 +275,7 @@ class Model(metaclass=ModelType):
         for other in list(_running):
             if other is not self and other._owner == os.getpid() and getattr(other, '_udp_port', None) == port:
                 raise IOCStartError(
-                    f'{self.device_name}: CA port {port} is already served by {other.device_name}, another model of '
+                    f'{self._device_name}: CA port {port} is already served by {other._device_name}, another model of '
                     'this process: two softIocs on one port answer searches at random, so this process could not '
                     'reliably reach both. Give each model its own ca_port and list every one of them '
                     '(127.0.0.1:PORT) in EPICS_CA_ADDR_LIST before the first CA call, or run this model in its '
@@ -261,7 +287,7 @@ class Model(metaclass=ModelType):
 
         if ca.reaches(port) is False:
             raise IOCStartError(
-                f'{self.device_name}: ca_port={port} cannot be reached by this process\'s Channel Access client: '
+                f'{self._device_name}: ca_port={port} cannot be reached by this process\'s Channel Access client: '
                 'libca read its address lists once, when this process made its CA context (for an earlier '
                 f'model, or a pyepics call), and they do not include port {port}. List 127.0.0.1:{port} '
                 '(and every other model\'s port) in EPICS_CA_ADDR_LIST before the first CA call, or run '
@@ -281,9 +307,9 @@ class Model(metaclass=ModelType):
         # only after libca's back-off (up to a second later), as no CA repeater relays beacons here.
         # ``synced``: both of softIoc's output streams read up to after iocInit, so a database that
         # failed to load is known here whatever the order its lines came in.
-        self._wait(lambda: self.process.synced.wait(0.05), deadline,
+        self._wait(lambda: self._process.synced.wait(0.05), deadline,
                    lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
-        port = self.process.tcp_port or int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT')
+        port = self._process.tcp_port or int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT')
                                              or ca.DEFAULT_SERVER_PORT)
         # the first model makes the process's CA context, pointed straight at its softIoc's TCP port
         ca.make_context([f'127.0.0.1:{port}'])
@@ -329,10 +355,10 @@ class Model(metaclass=ModelType):
             finished = done()
             if _interrupt['signum'] is not None:
                 raise StartupInterrupted(_interrupt['signum'])
-            if self.process.load_failed:
+            if self._process.load_failed:
                 raise IOCStartError(self._start_failure('softIoc could not load the database'))
-            if self.process.exited.is_set():
-                raise IOCStartError(self._start_failure('softIoc exited during start-up'), self.process.returncode)
+            if self._process.exited.is_set():
+                raise IOCStartError(self._start_failure('softIoc exited during start-up'), self._process.returncode)
             if finished:
                 return
             if time.monotonic() > deadline:
@@ -341,7 +367,7 @@ class Model(metaclass=ModelType):
     def _missing(self, missing: list[str], total: int, limit: float, what: str) -> str:
         shown = ', '.join(missing[:20]) + (f' and {len(missing) - 20} more' if len(missing) > 20 else '')
         hint = ('another CA server uses this port on this host: give this IOC its own port (ca_port= or '
-                'EPICS_CA_SERVER_PORT)' if any('TCP port was unavailable' in line for line in self.process.tail)
+                'EPICS_CA_SERVER_PORT)' if any('TCP port was unavailable' in line for line in self._process.tail)
                 else 'check that EPICS_CA_ADDR_LIST reaches this host and no other IOC serves these names')
         return f'{len(missing)} of {total} records did not {what} within {limit:.1f} s: {shown}; {hint}'
 
@@ -352,8 +378,8 @@ class Model(metaclass=ModelType):
         reactor.callFromThread(self.on_ioc_exit, code)
 
     def _start_failure(self, what: str) -> str:
-        tail = '\n  '.join(self.process.tail) if self.process else ''
-        return f'{self.device_name}: {what}. Files in {self.directory}. Last softIoc output:\n  {tail}'
+        tail = '\n  '.join(self._process.tail) if self._process else ''
+        return f'{self._device_name}: {what}. Files in {self._directory}. Last softIoc output:\n  {tail}'
 
     # -- running
     def on_ioc_exit(self, code: int) -> None:
@@ -363,12 +389,12 @@ class Model(metaclass=ModelType):
         """
         from twisted.internet import reactor
 
-        if not self.ready:  # a start-up failure (raised by the constructor) or a shutdown under way
+        if not self._ready:  # a start-up failure (raised by the constructor) or a shutdown under way
             return
-        self.ioc_exit_code = code
-        self.ready = False
+        self._ioc_exit_code = code
+        self._ready = False
         if reactor.running:
-            logger.critical('%s: the IOC is gone; stopping the app', self.device_name)
+            logger.critical('%s: the IOC is gone; stopping the app', self._device_name)
             global _exit_status
             from .shell import status_of
 
@@ -388,11 +414,11 @@ class Model(metaclass=ModelType):
         """
         if self._owner != os.getpid():
             return
-        self.ready = False
+        self._ready = False
         for pv in self._pvs.values():
             pv.disconnect()
-        if self.process is not None:
-            self.process.stop()
+        if self._process is not None:
+            self._process.stop()
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()

@@ -81,11 +81,11 @@ class Console:
         reader = os.open(os.ttyname(self.stdin_fd), os.O_RDWR | os.O_NOCTTY)
         writer = os.dup(reader)
         self.active = True
-        self.model.process.console = self.show
+        self.model._process.console = self.show
         self._stdio = stdio.StandardIO(_Input(), stdin=reader, stdout=writer, reactor=self.reactor)
         self.reactor.addSystemEventTrigger('before', 'shutdown', self._shutting_down)
         self.reactor.addSystemEventTrigger('after', 'shutdown', self.detach)
-        self.model.process.send(b'\n')   # a fresh prompt for the operator
+        self.model._process.send(b'\n')   # a fresh prompt for the operator
 
     def _shutting_down(self) -> None:
         self.active = False   # the terminal closing at shutdown is not the operator's Ctrl-D
@@ -110,7 +110,7 @@ class Console:
                 _stop_reactor(self.reactor)
                 return
             try:
-                self.model.process.send(line + b'\n')
+                self.model._process.send(line + b'\n')
             except RuntimeError as err:    # the IOC died; the model stops the reactor
                 logger.warning('console input dropped: %s', err)
                 return
@@ -146,7 +146,7 @@ def attach_console(model: Any, reactor: Any = None, stdin_fd: int = 0, stdout_fd
     if not os.isatty(stdin_fd):
         logger.debug('stdin is not a terminal: running headless')
         return None
-    if getattr(model, 'process', None) is None:
+    if getattr(model, "_process", None) is None:
         raise RuntimeError('attach_console needs a running model (model.process is not set)')
     if reactor is None:
         from twisted.internet import reactor
@@ -232,7 +232,7 @@ def status_of(code: int) -> int:
 
 def exit_status(model: Any) -> int:
     """0 after a clean stop; the IOC's exit code, 128 + signal, or 1 when it died on its own."""
-    code = getattr(model, 'ioc_exit_code', None)
+    code = getattr(model, '_ioc_exit_code', None)
     return 0 if code is None else status_of(code)
 
 
@@ -287,7 +287,7 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
     except Exception:
         app.shutdown()
         raise
-    logger.info('serving %s (pid %d): SIGTERM, SIGINT or SIGHUP stops it', getattr(model, 'device_name', '?'),
+    logger.info('serving %s (pid %d): SIGTERM, SIGINT or SIGHUP stops it', getattr(model, '_device_name', '?'),
                 os.getpid())
     reactor.run()
     status = exit_status(model)

@@ -23,9 +23,11 @@ class FakeProcess:
 
 
 class FakeModel:
+    """The state devioc.shell reads of a model: its ``_``-names (fields may take the public ones)."""
+
     def __init__(self, code=None):
-        self.process = FakeProcess()
-        self.ioc_exit_code = code
+        self._process = self.process = FakeProcess()
+        self._ioc_exit_code = code
 
 
 class FakeReactor:

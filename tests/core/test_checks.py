@@ -231,9 +231,18 @@ def test_python_enum_choices():
     assert models.Enum('f', choices=Flags).choices() == ['NONE', 'A BIT', 'B BIT']
 
 
-def test_e020_field_name_taken_by_the_model():
-    ids, text = errors_of(define(ready=models.BoolInput('ready')))
-    assert ids == [('devioc.E020', 'Bad.ready')] and "ready_pv = models.BoolInput('ready', ...)" in text
+def test_e020_field_name_taken_by_a_method_of_the_model():
+    ids, text = errors_of(define(shutdown=models.BoolInput('shutdown')))
+    assert ids == [('devioc.E020', 'Bad.shutdown')] and "shutdown_pv = models.BoolInput('shutdown', ...)" in text
+    assert errors_of(define(_hidden=models.Float('hidden')))[0] == [('devioc.E020', 'Bad._hidden')]
+
+
+def test_the_models_state_names_are_free_for_fields():
+    """Issue 13: the model keeps its state in _-names, so these are ordinary field names."""
+    for name in ('process', 'directory', 'ready', 'device_name', 'callbacks', 'macros', 'command',
+                 'db_name', 'ioc_exit_code'):
+        model = define(**{name: models.Float(name)})()
+        assert model._fields[name].name == name and model.pv_names('D') == [f'D:{name}']
 
 
 # -- the .dbd rules: bytes, integer fields, DTYP, fields a database cannot set ----------------------
