@@ -259,6 +259,9 @@ class PV:
         self._scalar = None
         self._alarm_subscription = None
         self._fresh_stamp = 0.0  # timestamp of the value read back after the last completed put
+        #: called as ``value_hook(pv, value)`` on libca's thread with every value the record posts
+        #: (devioc.autosave sets it); must be quick and must not raise
+        self.value_hook: Callable[['PV', Any], None] | None = None
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -318,6 +321,8 @@ class PV:
             self._has_value.set()
             if self._on_first_value is not None:
                 self._on_first_value(self)
+        if self.value_hook is not None:
+            self.value_hook(self, value)
         if self.callback is not None:
             dispatcher.post(self._reactor, self, value)
 

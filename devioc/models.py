@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checks, lock, render
+from . import autosave, checks, lock, render
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -209,12 +209,14 @@ class Model(metaclass=ModelType):
         self._lock_file = None
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
+        self._autosave: autosave.Saver | None = None  # autosave of the fields that ask for it
 
         records = render.expand_model(type(self), device_name, self._macros)
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
+        self._autosave = autosave.for_model(type(self), device_name, self._macros)  # after the device lock
         try:
             self._start(records, ca_port, timeout)
         except BaseException:
@@ -230,6 +232,8 @@ class Model(metaclass=ModelType):
         self._directory.mkdir(parents=True, exist_ok=True)
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
+        if self._autosave is not None:  # the saved values go into the .db: records start holding them
+            records = self._autosave.restore(records)
         db_file.write_text(render.render_db(type(self), self._device_name, records=records))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         env = dict(os.environ)
@@ -261,6 +265,8 @@ class Model(metaclass=ModelType):
                 callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
         self._connect(reactor, callbacks, started + limit, limit, env)
+        if self._autosave is not None:
+            self._autosave.start(self._pvs)
         self._ready = True
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
                     time.monotonic() - started, self._process.pid, self._directory)
@@ -415,6 +421,8 @@ class Model(metaclass=ModelType):
         if self._owner != os.getpid():
             return
         self._ready = False
+        if self._autosave is not None:  # the latest values, written before the channels close
+            self._autosave.stop()
         for pv in self._pvs.values():
             pv.disconnect()
         if self._process is not None:

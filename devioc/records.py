@@ -61,6 +61,8 @@ class Record:
     Args:
         name: record name; the PV is ``<device>:<name>``. Macros such as ``$(device)`` may be used.
         desc: description (DESC field, at most 40 characters).
+        autosave: keep the value across restarts (:mod:`devioc.autosave`): True saves VAL; a tuple
+            of field names (``('VAL', 'HIHI', 'EGU')``) saves those fields of the record.
         **fields: any EPICS field of the record type, as an uppercase keyword.
     """
 
@@ -68,7 +70,7 @@ class Record:
     #: what callbacks and get() see: 'number', 'enum' (state index), 'string' or 'array'
     value_kind: ClassVar[str] = 'number'
 
-    def __init__(self, name: str, *, desc: str | None = None, **fields: Any):
+    def __init__(self, name: str, *, desc: str | None = None, autosave: Any = False, **fields: Any):
         self.name = name if isinstance(name, str) else str(name)
         self.problems: list[Problem] = []
         if not isinstance(name, str):
@@ -98,6 +100,11 @@ class Record:
                     'devioc.E014', f'unknown keyword argument {key}={value!r} for {type(self).__name__}',
                     _keyword_hint(type(self), key),
                 ))
+        # -- autosave (devioc.autosave): the fields saved and restored; E024 when they cannot be
+        from .autosave import autosave_fields
+        self.autosave, problems = autosave_fields(self, autosave)
+        self.problems.extend(Problem('devioc.E024', msg, hint) for msg, hint in problems)
+        # -- end autosave
 
     def set_field(self, key: str, value: Any) -> None:
         """Set EPICS field ``key`` as the user gave it; a field given twice is reported."""
