@@ -1,0 +1,141 @@
+"""The saver without an IOC: what restore puts into the .db fields, what it skips, how often it writes."""
+import logging
+import threading
+import time
+
+from devioc import models
+from devioc.autosave import FILE_NAME, Saver, file_text, read_file, write_file
+from devioc.render import expand_model
+
+
+class Before(models.Model):
+    level = models.Float('level', default=1.0, autosave=('VAL', 'HIHI', 'EGU'))
+    mode = models.Enum('mode', choices=['A', 'B', 'C'], autosave=True)
+    note = models.String('note', max_length=80, autosave=True)
+    table = models.Array('table', type=float, length=4, autosave=True)
+    count = models.Integer('count', autosave=True)
+    gone = models.Float('gone', autosave=True)
+
+
+def saved_by(model_class, directory, values, device='DEV'):
+    """Write the file a run of ``model_class`` with these values would have left."""
+    saver = Saver(model_class, device, directory=directory)
+    for att, fields in values.items():
+        for name, value in fields.items():
+            saver.update(att, name, value)
+    assert saver.flush()
+    return saver
+
+
+VALUES = {'level': {'VAL': 7.25, 'HIHI': 42.0, 'EGU': 'mm'}, 'mode': {'VAL': 2}, 'note': {'VAL': 'kept across'},
+          'table': {'VAL': [1.0, 2.5]}, 'count': {'VAL': 12}, 'gone': {'VAL': 3.0}}
+
+
+def restored(model_class, directory, device='DEV'):
+    records = expand_model(model_class, device)
+    return {att: fields for att, (_, fields) in Saver(model_class, device, directory=directory).restore(records).items()}
+
+
+def test_restore_puts_the_saved_values_into_the_db_fields(tmp_path, caplog):
+    saved_by(Before, tmp_path, VALUES)
+    with caplog.at_level(logging.INFO, 'devioc.autosave'):
+        fields = restored(Before, tmp_path)
+    assert (fields['level']['VAL'], fields['level']['HIHI'], fields['level']['EGU']) == (7.25, 42.0, 'mm')
+    assert fields['mode']['VAL'] == 2 and fields['count']['VAL'] == 12
+    assert fields['note']['INP'] == {'const': 'kept across'}  # a waveform's value loads through a constant link
+    assert fields['table']['INP'] == {'const': [1.0, 2.5]}
+    assert "DEV:level restored from" in caplog.text and "HIHI=42.0" in caplog.text
+
+
+class After(models.Model):
+    """Before, edited: one field changed kind, one its states, one its record name; one removed,
+    one saves fewer fields, and a new one."""
+
+    level = models.Float('level', default=1.0, autosave=('VAL',))
+    mode = models.Enum('mode', choices=['A', 'B'], autosave=True)
+    note = models.String('remark', max_length=80, autosave=True)
+    table = models.Array('table', type=float, length=4, autosave=True)
+    count = models.Float('count', autosave=True)
+    fresh = models.Float('fresh', default=0.5, autosave=True)
+
+
+def test_fields_changed_since_the_save_keep_their_defaults_with_a_log_line(tmp_path, caplog):
+    saved_by(Before, tmp_path, VALUES)
+    with caplog.at_level(logging.INFO, 'devioc.autosave'):
+        fields = restored(After, tmp_path)
+    assert fields['mode']['VAL'] == 0 and "DEV:mode starts with its defaults: the saved value is skipped, its " \
+        "states changed since it was saved (['A', 'B', 'C'], now ['A', 'B'])" in caplog.text
+    assert fields['count']['VAL'] == 0 and 'DEV:count starts with its defaults' in caplog.text \
+        and 'its kind changed' in caplog.text
+    assert 'INP' not in fields['note'] and 'its record name changed' in caplog.text
+    assert 'saved field gone skipped: no such field now (removed or renamed)' in caplog.text
+    assert fields['level']['VAL'] == 7.25 and 'HIHI' not in fields['level'] \
+        and 'DEV:level.HIHI was saved but is no longer autosaved' in caplog.text
+    assert fields['fresh']['VAL'] == 0.5 and 'DEV:fresh starts with its defaults (not in' in caplog.text
+    assert fields['table']['INP'] == {'const': [1.0, 2.5]}
+
+
+def test_a_saved_value_the_record_cannot_hold_keeps_the_default(tmp_path, caplog):
+    class Small(models.Model):
+        table = models.Array('table', type=float, length=2, autosave=True)
+        count = models.Integer('count', autosave=True)
+        mode = models.Enum('mode', choices=['A', 'B', 'C'], autosave=True)
+
+    fields = {'table': {'kind': 'Array', 'record': 'waveform', 'name': 'table', 'values': {'VAL': [1.0, 2.0, 3.0]}},
+              'count': {'kind': 'Integer', 'record': 'longout', 'name': 'count', 'values': {'VAL': 2**40}},
+              'mode': {'kind': 'Enum', 'record': 'mbbo', 'name': 'mode', 'states': ['A', 'B', 'C'],
+                       'values': {'VAL': 7}}}
+    write_file(tmp_path, file_text('Small', 'DEV', fields))
+    restored_fields = restored(Small, tmp_path)
+    assert 'INP' not in restored_fields['table'] and '3 elements; the record holds 2' in caplog.text
+    assert restored_fields['count']['VAL'] == 0 and 'DEV:count.VAL keeps its default' in caplog.text
+    assert restored_fields['mode']['VAL'] == 0 and 'not one of its state indexes' in caplog.text
+
+
+def test_a_burst_of_changes_is_written_at_most_once_a_period(tmp_path):
+    saver = Saver(Before, 'DEV', directory=tmp_path, period=0.2)
+    saver.start({})  # no PVs: values come through update() as they would from the monitors
+    try:
+        started = time.monotonic()
+        for i in range(3000):  # ~1.5 s of a field written at 2 kHz
+            saver.update('level', 'VAL', float(i))
+            time.sleep(0.0005)
+        elapsed = time.monotonic() - started
+        writes = saver.writes
+        assert 2 <= writes <= elapsed / 0.2 + 1, f'{writes} writes in {elapsed:.2f} s'
+    finally:
+        saver.stop()
+    assert read_file(tmp_path / FILE_NAME)['fields']['level']['values'] == {'VAL': 2999.0}  # stop() flushed
+
+
+def test_an_unchanged_value_is_not_written_again(tmp_path):
+    saver = saved_by(Before, tmp_path, {'level': {'VAL': 1.5}})
+    before = (tmp_path / FILE_NAME).stat().st_mtime_ns
+    saver.update('level', 'VAL', 1.5)
+    saver.update('level', 'VAL', float('nan'))
+    saver.update('level', 'VAL', float('nan'))  # NaN equals NaN here: not a change
+    assert saver.flush() and saver.writes == 2
+    assert (tmp_path / FILE_NAME).stat().st_mtime_ns != before
+
+
+def test_flush_from_many_threads_at_once_leaves_one_complete_file(tmp_path):
+    saver = Saver(Before, 'DEV', directory=tmp_path)
+    errors = []
+
+    def hammer(n):
+        try:
+            for i in range(50):
+                saver.update('level', 'VAL', float(n * 1000 + i))
+                saver.flush()
+        except Exception as err:  # noqa: BLE001 - any error fails the test below
+            errors.append(err)
+
+    threads = [threading.Thread(target=hammer, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert read_file(tmp_path / FILE_NAME)['fields']['level']['values']['VAL'] % 1000 == 49
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith('autosave-')) == \
+        [FILE_NAME, FILE_NAME + '.bak']
