@@ -438,6 +438,8 @@ class Saver:
                 return ''
             if not isinstance(value, list) or not value:
                 return 'not a non-empty list'
+            if any(isinstance(v, float) and not math.isfinite(v) for v in value):
+                return 'it holds NaN or infinity, which the constant link that loads it cannot carry'
             if len(value) > nelm:
                 return f'{len(value)} elements; the record holds {nelm}'
             fields['INP'] = {'const': value}
@@ -478,6 +480,15 @@ class Saver:
                         self.update(_key[0], _key[1], value)
                     self._extra.append(epics.PV(f'{pv.name}.{name}', form='native', auto_monitor=True,
                                                 callback=changed))
+        if self._pvs:
+            from .channels import ca_flush
+
+            ca_flush()
+        for pv in self._pvs:
+            # the first value may have come before the hook (a field with a callback): the file
+            # holds every field from its first write on, the defaults included
+            if pv._has_value is not None and pv._has_value.wait(5.0):
+                self.update(pv.record.attname, 'VAL', pv._value, only_if_new=True)
         with self._lock:
             self._stopping = False
         if self._thread is None or not self._thread.is_alive():
@@ -487,12 +498,16 @@ class Saver:
     def _on_val(self, pv: Any, value: Any) -> None:
         self.update(pv.record.attname, 'VAL', value)
 
-    def update(self, att: str, name: str, value: Any) -> None:
-        """A new value of field ``name`` of ``att`` (any thread); written within ``period`` seconds."""
+    def update(self, att: str, name: str, value: Any, only_if_new: bool = False) -> None:
+        """A new value of field ``name`` of ``att`` (any thread); written within ``period`` seconds.
+
+        ``only_if_new``: keep the value held already, if any (a first value read after the monitor
+        may have delivered a newer one).
+        """
         value = _plain(value, self._defs[att].get(name))
         with self._lock:
             values = self._values.setdefault(att, {})
-            if name in values and _same(values[name], value):
+            if name in values and (only_if_new or _same(values[name], value)):
                 return
             values[name] = value
             if not self._dirty:

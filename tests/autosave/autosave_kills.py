@@ -19,6 +19,8 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 APP = HERE / 'saved_app.py'
 WRITER = HERE / 'writer.py'
+#: level's default in saved_app.py (a time of 1970: never a value the writer wrote)
+DEFAULT_LEVEL = 1.0
 
 
 @dataclass
@@ -101,9 +103,11 @@ def kill_cycles(count: int, device: str, env: dict, workdir: Path, seed: int = 0
                 writer = subprocess.Popen([sys.executable, str(WRITER), f'{device}:level'], env=env, stdout=out,
                                           stderr=subprocess.STDOUT)
             try:
-                if _wait_line(wlog, 'WRITING', writer, 15.0) is None:
+                line = _wait_line(wlog, 'WRITING', writer, 15.0)
+                if line is None:
                     result.failures.append(f'cycle {cycle}: the writer did not connect: {wlog.read_text()[-500:]}')
                     continue
+                first_put = float(line.split()[1])
                 time.sleep(rng.uniform(*delays))
                 app.send_signal(signal.SIGKILL)
                 killed_at = time.time()
@@ -124,6 +128,8 @@ def kill_cycles(count: int, device: str, env: dict, workdir: Path, seed: int = 0
             except (TypeError, ValueError):
                 result.failures.append(f'cycle {cycle}: no restored level (first do_level saw {seen!r})')
                 continue
+            if restored == DEFAULT_LEVEL and cycle == 1:
+                restored = first_put   # nothing written before the kill: the default was current until then
             result.restores += 1
             result.staleness.append(killed_at - restored)
             if progress:

@@ -1,6 +1,6 @@
 """Write the current time (``time.time()``, s) to a PV at about 1 kHz until killed.
 
-``python writer.py PV``: prints ``WRITING`` once connected. Each value is the moment it was put,
+``python writer.py PV``: prints ``WRITING <time>`` once connected, just before the first put. Each value is the moment it was put,
 so a restored value tells its own age.
 """
 import sys
@@ -14,7 +14,7 @@ def main(name):
     if not pv.wait_for_connection(10.0):
         print(f'FAIL cannot connect to {name}', flush=True)
         return 1
-    print('WRITING', flush=True)
+    print(f'WRITING {time.time()!r}', flush=True)   # the default value was current until now
     period = 0.001
     next_put = time.monotonic()
     while True:

@@ -17,6 +17,7 @@ import pytest
 from scipy import interpolate
 
 from devioc import testing
+from devioc.autosave import read_file
 from devioc.testing import stop_process
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), os.pardir, os.pardir))
@@ -59,7 +60,7 @@ class LutRun:
     def __init__(self, tmp_path, device, ca_env, app_port):
         self.tmp = tmp_path
         self.device = device
-        self.env = dict(ca_env, DEVIOC_CACHE_DIR=str(tmp_path / 'cache'))
+        self.env = dict(ca_env, DEVIOC_CACHE_DIR=str(tmp_path / 'cache'), DEVIOC_STATE_DIR=str(tmp_path / 'state'))
         self.app_port = app_port
         self.data = tmp_path / 'data'
         self.input = f'{device}IN:pos'
@@ -201,8 +202,17 @@ def test_table_edits_persist_across_restart(lut):
     xs, ys = [0.0, 1.0, 4.0, 6.0, 7.5], [0.0, 9.0, 5.0, 3.0, 4.5]
     lut.move_input(3.0)
     lut.wait_output(float(reference('SPLINE2', xs, ys)(3.0)) + 1.5, 'before the restart')
-    with open(lut.data / f'{lut.device}.json') as handle:
-        assert json.load(handle)['points'] == [list(p) for p in zip(xs, ys)]
+    state = lut.tmp / 'state' / lut.device / 'autosave.json'
+
+    def saved(att):
+        try:
+            return read_file(state)['fields'][att]['values']['VAL']
+        except (FileNotFoundError, KeyError):
+            return None
+
+    flat = [v for point in zip(xs, ys) for v in point]
+    testing.wait_for(lambda: saved('points') == flat, TIMEOUT, 'the table in the autosave file')
+    assert (saved('fit'), saved('yoffset')) == (FITS.index('SPLINE2'), 1.5)
 
     lut.stop_app()
     put(lut.output, -100.0)
@@ -253,6 +263,28 @@ def test_duplicate_x_in_the_file_is_an_alarm(lut):
     lut.wait_status('OK', 'deleted (2, 1)')
     lut.move_input(3.0)
     lut.wait_output(float(reference('LINEAR', [0, 2, 4], [0, 3, 4])(3.0)), 'after the duplicate was deleted')
+
+
+def test_an_earlier_table_file_is_imported_once(lut):
+    """--data imports an earlier version's table file when autosave holds no table, then renames it."""
+    lut.data.mkdir()
+    (lut.data / f'{lut.device}.json').write_text(json.dumps({
+        'format': 'devioc-lut', 'version': 1, 'settings': {'fit': 'NEAREST', 'yoffset': 0.5},
+        'points': [[0, 0], [2, 1], [4, 4]]}))
+    lut.start_app()
+    testing.wait_for(lambda: get(lut.pv('npoints')) == 3, TIMEOUT, 'the imported points')
+    assert testing.caget(lut.pv('fit'), lut.env) == 'NEAREST'
+    assert float(testing.caget(lut.pv('yoffset'), lut.env)) == 0.5
+    assert 'imported 3 points' in lut.message()
+    assert [n for n in os.listdir(lut.data) if n.startswith(f'{lut.device}.json.imported-')]
+    assert not (lut.data / f'{lut.device}.json').exists()
+    put(lut.pv('clear'), 1)                     # an emptied table stays empty: nothing is imported again
+    testing.wait_for(lambda: get(lut.pv('npoints')) == 0, TIMEOUT, 'the cleared table')
+    time.sleep(1.5)                             # autosave writes within a second
+    lut.stop_app()
+    lut.start_app()
+    assert get(lut.pv('npoints')) == 0
+    assert testing.caget(lut.pv('fit'), lut.env) == 'NEAREST'
 
 
 def test_corrupt_file_is_an_alarm_not_a_crash(lut):

@@ -1,7 +1,6 @@
 """The look-up-table IOC: drives an output PV from an input PV through an interpolated table.
 
-Run it with ``bin/app.server --device LUT1 --macro input=MOTOR:pos --macro output=OTHER:setpoint
---data /var/lib/lut``. The input and output are any PVs on the network, named by the ``input`` and
+Run it with ``bin/app.server --device LUT1 --macro input=MOTOR:pos --macro output=OTHER:setpoint``. The input and output are any PVs on the network, named by the ``input`` and
 ``output`` macros. Whenever the target changes (the input moved, the table, fit or an offset was
 edited, control turned ON) and control is ON, the target is written to the output PV.
 
@@ -21,7 +20,8 @@ PVs (``<device>:<name>``):
                         the point at that x; so the target at the current input becomes the value
     delete     bo       write 1: deletes the point nearest to the current input (in table x)
     clear      bo       write 1: deletes every point
-    save       bo       write 1: writes the table file now (edits are saved automatically anyway)
+    save       bo       write 1: writes the autosave file now (edits are saved within a second anyway)
+    points     waveform the table as x0 y0 x1 y1 ... (one record, so autosave keeps x and y together)
     xvals      waveform table x values, sorted (npoints valid elements; one NaN when empty)
     yvals      waveform table y values
     npoints    longin   number of points in the table
@@ -30,9 +30,12 @@ PVs (``<device>:<name>``):
     input_pv   waveform (CHAR) name of the input PV
     output_pv  waveform (CHAR) name of the output PV
 
-Settings (fit, degree, offsets, control) and the points persist in ``<data>/<device>.json``,
-written atomically after every edit and loaded at start. A missing file starts an empty table; an
-unreadable one is renamed aside (``.corrupt-<time>``) and reported in ``message``. A table that
+Settings (fit, degree, offsets, control) and the points persist through devioc's autosave
+(``autosave=True`` on those records and on ``points``; the file is
+``$DEVIOC_STATE_DIR/<device>/autosave.json``): they are restored into the records before the IOC
+starts, so the app starts from them. ``--data DIR`` imports the table file of earlier versions
+(``DIR/<device>.json``) once, when autosave holds no table; it is then renamed
+``.imported-<time>`` (an unreadable one ``.corrupt-<time>``, reported in ``message``). A table that
 cannot serve the fit (too few points, duplicate x, NaN), a disconnected input or output PV, or a
 failed save sets ``status`` to ALARM with the reason in ``message``; the output is then not
 written, and the app keeps running.
@@ -46,7 +49,9 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable, List, Mapping, Optional
+import os
+import time
+from typing import Any, Callable, List, Mapping, Optional, Tuple
 
 import numpy as np
 
@@ -65,19 +70,22 @@ OK, ALARM = 0, 1
 class LUT(models.Model):
     """The records of the look-up-table IOC (see the module docstring)."""
 
-    fit = models.Enum('fit', choices=FIT_CHOICES, default=0, desc='Fit kind')
-    degree = models.Integer('degree', min_val=0, max_val=MAX_DEGREE, default=1, desc='POLY degree')
+    fit = models.Enum('fit', choices=FIT_CHOICES, default=0, desc='Fit kind', autosave=True)
+    degree = models.Integer('degree', min_val=0, max_val=MAX_DEGREE, default=1, desc='POLY degree',
+                            autosave=True)
     control = models.Toggle('control', zname='OFF', oname='ON', high=0, default=1,
-                            desc='Write target to output')
-    xoffset = models.Float('xoffset', default=0.0, prec=4, desc='Input offset')
-    yoffset = models.Float('yoffset', default=0.0, prec=4, desc='Output offset')
+                            desc='Write target to output', autosave=True)
+    xoffset = models.Float('xoffset', default=0.0, prec=4, desc='Input offset', autosave=True)
+    yoffset = models.Float('yoffset', default=0.0, prec=4, desc='Output offset', autosave=True)
     input = models.FloatInput('input', prec=4, desc='Input PV value')
     target = models.FloatInput('target', prec=4, desc='Target from the table')
     output = models.FloatInput('output', prec=4, desc='Output PV value')
     new = models.Float('new', prec=4, MDEL=-1, desc='New point value at input')
     delete = models.Toggle('delete', zname='IDLE', oname='DELETE', desc='Delete point nearest input')
     clear = models.Toggle('clear', zname='IDLE', oname='CLEAR', desc='Delete all points')
-    save = models.Toggle('save', zname='IDLE', oname='SAVE', desc='Save the table file now')
+    save = models.Toggle('save', zname='IDLE', oname='SAVE', desc='Write the autosave file now')
+    points = models.Array('points', type=float, length=2 * MAX_POINTS, desc='Table x0 y0 x1 y1 ...',
+                          autosave=True)
     xvals = models.Array('xvals', type=float, length=MAX_POINTS, desc='Table x values')
     yvals = models.Array('yvals', type=float, length=MAX_POINTS, desc='Table y values')
     npoints = models.IntegerInput('npoints', desc='Number of table points')
@@ -86,27 +94,6 @@ class LUT(models.Model):
     message = models.StringInput('message', max_length=MESSAGE_LENGTH, desc='Status message')
     input_pv = models.StringInput('input_pv', max_length=80, desc='Input PV name')
     output_pv = models.StringInput('output_pv', max_length=80, desc='Output PV name')
-
-    @classmethod
-    def with_settings(cls, settings: Settings) -> type:
-        """Return a subclass whose setting records start at ``settings`` (the saved ones).
-
-        Starting the records at the saved values, rather than putting them after start, means the
-        first values the callbacks see are the real settings: no transient default is ever used.
-        """
-        fields = {
-            'fit': models.Enum('fit', choices=FIT_CHOICES, default=int(settings.fit), desc='Fit kind'),
-            'degree': models.Integer('degree', min_val=0, max_val=MAX_DEGREE,
-                                     default=int(settings.degree), desc='POLY degree'),
-            'control': models.Toggle('control', zname='OFF', oname='ON', high=0,
-                                     default=int(bool(settings.control)),
-                                     desc='Write target to output'),
-            'xoffset': models.Float('xoffset', default=float(settings.xoffset), prec=4,
-                                    desc='Input offset'),
-            'yoffset': models.Float('yoffset', default=float(settings.yoffset), prec=4,
-                                    desc='Output offset'),
-        }
-        return type(cls.__name__, (cls,), fields)
 
 
 class ExternalPV:
@@ -158,6 +145,13 @@ class ExternalPV:
             pass
 
 
+def _pairs(points: Any) -> List[Tuple[float, float]]:
+    """The (x, y) points of the ``points`` record (x0 y0 x1 y1 ...); NaN pairs (an empty table) dropped."""
+    flat = [float(v) for v in np.ravel(points if points is not None else [])]
+    pairs = zip(flat[0::2], flat[1::2])
+    return [(x, y) for x, y in pairs if not (math.isnan(x) and math.isnan(y))]
+
+
 def _number(value: Any) -> Optional[float]:
     """Return a finite float from a CA value, or None."""
     try:
@@ -173,13 +167,14 @@ class LUTApp:
     Args:
         device: the device name; records are ``<device>:<name>``.
         macros: must hold ``input`` and ``output``, the names of the PVs to read and drive.
-        data_dir: directory of the table file ``<device>.json``.
+        data_dir: directory of an earlier version's table file ``<device>.json``, imported once
+            when autosave holds no table (None: no import).
         reactor: the Twisted reactor (the global one by default).
         **model_kwargs: passed to the model (``ca_port``, ``command`` ...).
     """
 
-    def __init__(self, device: str, macros: Optional[Mapping[str, str]] = None, data_dir: str = '.',
-                 reactor: Any = None, **model_kwargs: Any):
+    def __init__(self, device: str, macros: Optional[Mapping[str, str]] = None,
+                 data_dir: Optional[str] = None, reactor: Any = None, **model_kwargs: Any):
         if reactor is None:
             from twisted.internet import reactor
         macros = dict(macros or {})
@@ -188,7 +183,7 @@ class LUTApp:
             raise ValueError('missing ' + ' and '.join(f'--macro {key}=<PV name>' for key in missing)
                              + ': input is the PV the table reads, output the PV it drives')
         self.reactor = reactor
-        self.store = TableStore(data_dir, device)
+        self.store = TableStore(data_dir, device) if data_dir else None
         self.file_problem = ''
         self.save_problem = ''
         self.table_problem = ''
@@ -200,10 +195,13 @@ class LUTApp:
         self.output_connected = False
         self._new_seen = False
         self._shown = None
-        self.table, self.settings = self._load()
-
-        model = LUT.with_settings(self.settings)
-        self.ioc = model(device, callbacks=self, macros=macros, **model_kwargs)
+        self._imported: dict = {}
+        # the records come up holding the autosaved settings and table: the app starts from them
+        self.ioc = LUT(device, callbacks=self, macros=macros, **model_kwargs)
+        self.settings = self._restored_settings()
+        self.table = Table(_pairs(self.ioc.points.get()))
+        if not len(self.table) and self.store is not None:
+            self._import()
         self.ioc.input_pv.put(macros['input'])
         self.ioc.output_pv.put(macros['output'])
         self.source = ExternalPV(macros['input'], reactor, self.on_input, self.on_input_connection)
@@ -212,7 +210,14 @@ class LUTApp:
         self.recompute()
 
     # -- start-up ---------------------------------------------------------------------------
-    def _load(self):
+    def _restored_settings(self) -> Settings:
+        ioc = self.ioc
+        return Settings(fit=Fit(int(ioc.fit.get())), degree=int(ioc.degree.get()),
+                        xoffset=float(ioc.xoffset.get()), yoffset=float(ioc.yoffset.get()),
+                        control=bool(ioc.control.get()))
+
+    def _import(self) -> None:
+        """Take the table and settings of an earlier version's file (``--data``), once."""
         try:
             table, settings = self.store.load()
         except TableFileError as exc:
@@ -223,12 +228,23 @@ class LUTApp:
                 where = f'left in place ({err.strerror})'
             self.file_problem = f'bad table file, {where}; started empty: {exc}'
             logger.error('%s', self.file_problem)
-            return Table(), Settings()
-        if settings is None:
-            logger.info('no table file %s yet: starting with an empty table', self.store.path)
-        else:
-            logger.info('loaded %d points from %s', len(table), self.store.path)
-        return table, settings or Settings()
+            return
+        if settings is None:  # no file
+            return
+        self.table, self.settings = table, settings
+        self._imported = {name: getattr(settings, name) for name in ('fit', 'degree', 'xoffset', 'yoffset', 'control')
+                          if getattr(settings, name) != getattr(self._restored_settings(), name)}
+        for name in ('degree', 'xoffset', 'yoffset'):
+            getattr(self.ioc, name).put(getattr(settings, name))
+        self.ioc.fit.put(int(settings.fit))
+        self.ioc.control.put(int(bool(settings.control)))
+        target = f'{self.store.path}.imported-{time.strftime("%Y%m%dT%H%M%S")}'
+        try:
+            os.replace(self.store.path, target)
+        except OSError as err:
+            target = f'{self.store.path} (not renamed: {err.strerror})'
+        self.note = f'imported {len(table)} points from {target}'
+        logger.info('%s', self.note)
 
     # -- external PVs (reactor thread) --------------------------------------------------------
     def on_input(self, value: Any) -> None:
@@ -275,12 +291,15 @@ class LUTApp:
         self._set('control', bool(value))
 
     def _set(self, name: str, value: Any) -> None:
+        if name in self._imported:  # a value the import put: the record's older ones are stale
+            if value == self._imported[name]:
+                del self._imported[name]
+            return
         if getattr(self.settings, name) == value:
             return  # the first value after start, or an echo of our own state
-        setattr(self.settings, name, value)
+        setattr(self.settings, name, value)   # autosave keeps the record's new value
         shown = value.name if isinstance(value, Fit) else value
         self.note = f'{name} set to {shown}'
-        self.save_file()
         self.recompute()
 
     # -- table edits ------------------------------------------------------------------------
@@ -327,15 +346,15 @@ class LUTApp:
     def do_save(self, pv, value, ioc) -> None:
         if value:
             if self.save_file():
-                self.note = f'saved {len(self.table)} points to {self.store.path}'
+                self.note = f'saved {len(self.table)} points to {self.ioc._autosave.path}'
             self.update_status()
 
     def table_changed(self, note: str) -> None:
         """Publish, save and apply an edited table."""
         logger.info('%s', note)
         self.note = note
-        self.publish_table()
-        self.save_file()
+        self.file_problem = ''  # the new table replaces a bad imported file's
+        self.publish_table()   # points is autosaved: written within a second
         self.recompute()
 
     # -- output -----------------------------------------------------------------------------
@@ -346,15 +365,14 @@ class LUTApp:
             xs = ys = np.array([np.nan])
         self.ioc.xvals.put(xs)
         self.ioc.yvals.put(ys)
+        self.ioc.points.put(np.column_stack([xs, ys]).ravel())
         self.ioc.npoints.put(len(self.table))
 
     def save_file(self) -> bool:
-        """Write the table file; a failure is reported in status, never raised."""
-        try:
-            self.store.save(self.table, self.settings)
-        except OSError as exc:
-            self.save_problem = f'cannot save {self.store.path}: {exc.strerror or exc}'
-            logger.error('%s', self.save_problem)
+        """Write the autosave file now; a failure is reported in status, never raised."""
+        saver = self.ioc._autosave
+        if not saver.flush():
+            self.save_problem = f'cannot save {saver.path}: see the log'
             return False
         self.save_problem = ''
         self.file_problem = ''  # a good file replaces the bad one
