@@ -75,3 +75,15 @@ def test_a_value_that_names_no_fields_is_refused(value):
 def test_autosave_false_or_none_is_no_autosave():
     model = declare(a=models.Float('a', autosave=False), b=models.Float('b', autosave=None))
     assert autosaved(model) == {}
+
+
+def test_the_readme_example_declares_as_written():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
+    section = readme.split('## Autosave and restore', 1)[1].split('\n## ', 1)[0]
+    namespace = {'models': models}
+    exec(re.search(r'```python\n(.*?)```', section, re.S).group(1), namespace)
+    assert autosaved(namespace['Beamline']) == {'gap': ('VAL',), 'temp': ('VAL', 'HIHI', 'HIGH', 'EGU'),
+                                                'mode': ('VAL',), 'table': ('VAL',)}
