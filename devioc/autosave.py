@@ -549,6 +549,7 @@ class Saver:
             now = time.time()
             dated = now >= self._next_dated
             try:
+                self.directory.mkdir(parents=True, exist_ok=True, mode=0o750)  # made later than at start-up
                 write_file(self.directory, file_text(self.model_class.__name__, self.device, fields), dated)
             except OSError as err:
                 with self._lock:
