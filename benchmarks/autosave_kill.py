@@ -54,7 +54,9 @@ def main(argv: list[str] | None = None) -> int:
         testing.stop_repeaters(os.environ['EPICS_CA_REPEATER_PORT'])
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
-    print(result.summary() + f' (period {autosave.PERIOD} s, {time.monotonic() - started:.0f} s in all)')
+    over = [s for s in result.staleness if s > 1.0]
+    print(result.summary() + f'; {len(over)} over 1 s (period {autosave.PERIOD} s, '
+          f'{time.monotonic() - started:.0f} s in all)')
     for failure in result.failures:
         print('FAILURE', failure)
     if args.json:

@@ -7,7 +7,6 @@ whose value - the moment it was written - is at most about a second before the k
 """
 from __future__ import annotations
 
-import os
 import random
 import signal
 import subprocess
