@@ -8,7 +8,7 @@ Each cycle (tests/autosave/autosave_kills.py): a client writes the current time 
 the app is started again and must come up with a restored value. The value is the moment it was
 written, so ``kill time - restored value`` is the age of what was restored (the staleness). The
 issue's bar: every restart comes up, every restored value at most ~1 s old. The bounded CI version
-(5 kills) is ``tests/autosave/test_live.py``. Runs on private loopback CA ports; state and logs in
+(5 kills) is ``tests/autosave/test_autosave_live.py``. Runs on private loopback CA ports; state and logs in
 a temporary directory, removed at the end unless ``--keep``.
 """
 from __future__ import annotations
