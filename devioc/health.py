@@ -289,10 +289,11 @@ class Health:
             record.attname = suffix
 
     def too_long(self) -> str | None:
-        """The first health PV name longer than EPICS allows (60 bytes), or None."""
+        """The longest health PV name if it is longer than EPICS allows (60 bytes), else None."""
         from .checks import MAX_NAME
 
-        return next((name for name in self.names.values() if len(name.encode('utf-8')) > MAX_NAME), None)
+        longest = max(self.names.values(), key=lambda name: len(name.encode('utf-8')))
+        return longest if len(longest.encode('utf-8')) > MAX_NAME else None
 
     def render_db(self) -> str:
         """The .db text of the health records, holding their current values (so a restart keeps them)."""
