@@ -69,11 +69,47 @@ NAMES = tuple(_specs())
 
 
 def enabled(model_class: type, health: bool | None) -> bool:
-    """Whether a model serves health records: the ``health=`` keyword, else ``Meta.health``, else True."""
-    if health is not None:
-        return bool(health)
-    meta = getattr(model_class, 'Meta', None)
-    return bool(getattr(meta, 'health', True))
+    """Whether a model serves health records: the ``health=`` keyword, else ``Meta.health``, else True.
+
+    Raises:
+        TypeError: ``health`` (or ``Meta.health``) is not True, False or None.
+    """
+    where = 'health='
+    if health is None:
+        health = getattr(getattr(model_class, 'Meta', None), 'health', True)
+        where = f'{model_class.__name__}.Meta.health = '
+    if not isinstance(health, bool):
+        raise TypeError(f'{where}{health!r}: give True or False (the health records under <device>:{PREFIX})')
+    return health
+
+
+def setup(model: Any, model_records: Mapping[str, tuple[str, dict]], health: bool | None) -> tuple:
+    """The callback error counter and the :class:`Health` (None when off) of a model being made.
+
+    Args:
+        model: the model (its ``_device_name`` and ``_callbacks`` are set).
+        model_records: its expanded records, ``{attname: (pv_name, fields)}``.
+        health: its ``health=`` keyword.
+
+    Raises:
+        devioc.checks.ModelError: a field's PV is a health PV (devioc.E025).
+        TypeError: ``health`` is not a bool or None.
+    """
+    from .checks import MAX_NAME, raise_if
+
+    device = model._device_name
+    errors = CallbackErrors(device)
+    if not enabled(type(model), health):
+        return errors, None
+    raise_if(check_clashes(type(model), model_records, device))
+    records = Health(model, device)
+    too_long = records.too_long()
+    if too_long is not None:
+        room = MAX_NAME - (len(too_long.encode('utf-8')) - len(device.encode('utf-8')))
+        logger.warning('%s: no health records: %r would be longer than the %d bytes EPICS allows; use a device '
+                       'name of at most %d bytes, or health=False to say so', device, too_long, MAX_NAME, room)
+        return errors, None
+    return errors, records
 
 
 def pv_names(device: str) -> list[str]:
@@ -164,33 +200,49 @@ class ProcStats:
         self._last, self._last_time = used, now
         return max(0.0, 100.0 * spent / (elapsed * self.cpus)) if elapsed > 0 else 0.0
 
+    def socket_inodes(self, pid: int | None) -> frozenset:
+        """The inodes of the sockets process ``pid`` holds (a cheap read: its fd directory)."""
+        inodes = set()
+        if pid is None:
+            return frozenset()
+        try:
+            fds = os.listdir(f'{self.root}/{pid}/fd')
+        except OSError:
+            return frozenset()
+        for fd in fds:
+            try:
+                target = os.readlink(f'{self.root}/{pid}/fd/{fd}')
+            except OSError:
+                continue
+            if target.startswith('socket:['):
+                inodes.add(target[8:-1])
+        return frozenset(inodes)
+
+    def count_clients(self, pid: int, inodes: frozenset) -> int:
+        """Established TCP connections among ``inodes`` to a port that ``pid`` listens on.
+
+        Reads the TCP tables of ``pid``'s network namespace: milliseconds on a host with a large
+        connection hash table, so :class:`Health` calls it off the reactor, and only when the
+        process's sockets changed.
+        """
+        sockets = []
+        for table in ('tcp', 'tcp6'):
+            try:
+                lines = self._read(pid, f'net/{table}').splitlines()[1:]
+            except OSError:
+                continue
+            for line in lines:
+                parts = line.split()
+                if len(parts) > 9 and parts[9] in inodes:
+                    sockets.append((int(parts[1].rsplit(':', 1)[1], 16), parts[3]))
+        listening = {port for port, state in sockets if state == '0A'}
+        return sum(1 for port, state in sockets if state == '01' and port in listening)
+
     def ca_clients(self, pid: int | None) -> int:
         """Established TCP connections to the ports that process ``pid`` listens on (its CA clients)."""
         if pid is None:
             return 0
-        try:
-            inodes = set()
-            for fd in os.listdir(f'{self.root}/{pid}/fd'):
-                try:
-                    target = os.readlink(f'{self.root}/{pid}/fd/{fd}')
-                except OSError:
-                    continue
-                if target.startswith('socket:['):
-                    inodes.add(target[8:-1])
-            sockets = []
-            for table in ('tcp', 'tcp6'):
-                try:
-                    lines = self._read(pid, f'net/{table}').splitlines()[1:]
-                except OSError:
-                    continue
-                for line in lines:
-                    parts = line.split()
-                    if len(parts) > 9 and parts[9] in inodes:
-                        sockets.append((int(parts[1].rsplit(':', 1)[1], 16), parts[3]))
-        except OSError:
-            return 0
-        listening = {port for port, state in sockets if state == '0A'}
-        return sum(1 for port, state in sockets if state == '01' and port in listening)
+        return self.count_clients(pid, self.socket_inodes(pid))
 
 
 class CallbackErrors:
@@ -226,8 +278,8 @@ class CallbackErrors:
         kind = self._kinds.get(key)
         if kind is None or (kind['repeats'] == 0 and now - kind['since'] >= self.window):
             self._kinds[key] = {'since': now, 'repeats': 0, 'last': '', 'call': None}
-            logger.error('%s: do_%s(%r) raised; later updates are still delivered (the same error again is '
-                         'counted, and logged once a %g s window)', self.device, attname, value, self.window,
+            logger.error('%s: do_%s(%r) raised; later updates are still delivered (repeats of this error '
+                         'are counted and summed up every %g s)', self.device, attname, value, self.window,
                          exc_info=(type(error), error, error.__traceback__))
             return
         kind['repeats'] += 1
@@ -285,6 +337,8 @@ class Health:
         self.pvs: dict[str, Any] = {}
         self._sent: dict[str, Any] = {}
         self._loop = None
+        self._counting = False
+        self._counted_for: tuple = (None, frozenset())
         for suffix, record in self.kinds.items():
             record.attname = suffix
 
@@ -361,7 +415,7 @@ class Health:
         values = self.values
         values['HEARTBEAT'] += 1
         values['UPTIME'] = int(time.monotonic() - self.started)
-        values['CA_CLNT_CNT'] = self.stats.ca_clients(ioc_pid)
+        self._count_clients(ioc_pid)
         values['MEM_USED'] = self.stats.memory(pids)
         values['IOC_CPU_LOAD'] = round(self.stats.cpu(pids), 1)
         if errors is not None:
@@ -369,6 +423,25 @@ class Health:
             values['LAST_ERROR'] = _fit(errors.last, 255)
         values['CALLBACK_BACKLOG'] = len(dispatcher.events)
         return values
+
+    def _count_clients(self, pid: int | None) -> None:
+        """Count softIoc's CA clients again, in a worker thread, when its sockets changed since the last count."""
+        inodes = self.stats.socket_inodes(pid)
+        if self._counting or (pid, inodes) == self._counted_for:
+            return
+        if pid is None:
+            self.values['CA_CLNT_CNT'], self._counted_for = 0, (pid, inodes)
+            return
+        from twisted.internet import threads
+
+        self._counting = True
+
+        def done(result: Any) -> None:
+            self._counting = False
+            if isinstance(result, int):
+                self.values['CA_CLNT_CNT'], self._counted_for = result, (pid, inodes)
+
+        threads.deferToThread(self.stats.count_clients, pid, inodes).addBoth(done)
 
     def tick(self) -> None:
         """One update: sample, then put the values that changed (skipped while the IOC is down)."""

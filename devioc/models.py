@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 from . import checks, lock, render
 from . import health as health_mod
+from .restart import supervisor_for
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -218,24 +219,9 @@ class Model(metaclass=ModelType):
 
         records = render.expand_model(type(self), device_name, self._macros)
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
-        # -- devioc.restart / devioc.health (issue 12): supervisor, health records, callback errors
-        from . import restart as restarts
-        self._supervisor = None
-        policy = restarts.policy_of(restart)
-        if policy is not None:
-            self._supervisor = restarts.Supervisor(self, policy)
-        self._errors = health_mod.CallbackErrors(device_name)
-        self._health = None
-        if health_mod.enabled(type(self), health):
-            checks.raise_if(health_mod.check_clashes(type(self), records, device_name))
-            self._health = health_mod.Health(self, device_name)
-            too_long = self._health.too_long()
-            if too_long is not None:
-                logger.warning('%s: no health records: %r would be longer than the 60 bytes EPICS allows; '
-                               'use a device name of at most %d bytes, or health=False to say so', device_name,
-                               too_long, 60 - (len(too_long.encode()) - len(device_name.encode())))
-                self._health = None
-        # -- end devioc.restart / devioc.health
+        # devioc.restart / devioc.health (issue 12): the supervisor, callback error counts, health records
+        self._supervisor = supervisor_for(self, restart)
+        self._errors, self._health = health_mod.setup(self, records, health)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()

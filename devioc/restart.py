@@ -80,6 +80,12 @@ def policy_of(restart: Any) -> RestartPolicy | None:
                     'max_delay=..., max_deaths=..., window=...)')
 
 
+def supervisor_for(model: Any, restart: Any) -> 'Supervisor | None':
+    """The supervisor of ``model`` for its ``restart=`` keyword (None: no restart; see :func:`policy_of`)."""
+    policy = policy_of(restart)
+    return None if policy is None else Supervisor(model, policy)
+
+
 class Supervisor:
     """Restarts one model's softIoc (see the module docstring).
 
@@ -213,6 +219,10 @@ def start_again(model: Any) -> None:
     model._process = process
     started = time.monotonic()
     process.start()
+    supervisor = getattr(model, '_supervisor', None)
+    if supervisor is not None and supervisor.stopped:   # shut down meanwhile: leave no softIoc behind
+        process.stop()
+        return
     limit = model._start_limit
     deadline = started + limit
     model._wait(lambda: process.synced.wait(0.05), deadline,

@@ -141,7 +141,7 @@ def test_meta_health_false_turns_them_off(run_model, ca_env):
 def test_device_too_long_for_health_names_runs_without_them(run_model, caplog):
     """A device name that leaves no room for :IOC:CALLBACK_BACKLOG in 60 bytes: a warning, no health."""
     device = 'LONG' + 'X' * 40
-    with caplog.at_level(logging.WARNING, logger='devioc.models'):
+    with caplog.at_level(logging.WARNING, logger='devioc.health'):
         ioc = run_model(Plain, device)
     assert ioc._health is None
     assert 'no health records' in caplog.text and 'at most 39 bytes' in caplog.text

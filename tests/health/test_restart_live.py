@@ -65,7 +65,15 @@ def test_killed_softioc_comes_back_and_callbacks_resume(run_model):
     value reaches do_setpoint again, a client caput reaches do_setpoint, and RESTARTS counts it."""
     app = App()
     ioc = run_model(Plant, callbacks=app, restart=FAST)
-    ioc._autosave = saver = Saver(ioc)
+    saved, ioc._autosave = getattr(ioc, '_autosave', None), Saver(ioc)
+    try:
+        yield _kill_and_check(ioc, app, ioc._autosave)
+    finally:
+        ioc._autosave = saved    # the model's own (None without autosaved fields) for its shutdown
+
+
+@pytest_twisted.inlineCallbacks
+def _kill_and_check(ioc, app, saver):
     yield until(lambda: app.setpoints == [1.5], 'the initial value')
     assert ioc.label.get() == 'start'                     # monitored from get() on, no callback
     caput(pv(ioc, 'label'), 'changed')

@@ -195,6 +195,11 @@ def test_health_setting_keyword_then_meta():
 
     assert enabled(Plain, None) and not enabled(Plain, False)
     assert not enabled(Off, None) and enabled(Off, True)
+    with pytest.raises(TypeError, match="health='no': give True or False"):
+        enabled(Plain, 'no')
+    Off.Meta.health = 0
+    with pytest.raises(TypeError, match='Off.Meta.health = 0'):
+        enabled(Off, None)
 
 
 def test_app_version_from_the_app_or_its_package():
