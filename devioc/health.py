@@ -339,6 +339,7 @@ class Health:
         self._loop = None
         self._counting = False
         self._counted_for: tuple = (None, frozenset())
+        self._rendered: dict[str, Any] = {}
         for suffix, record in self.kinds.items():
             record.attname = suffix
 
@@ -355,9 +356,13 @@ class Health:
 
         holder = type('Health', (), {'_fields': self.kinds})
         records = {}
+        self._rendered = {}
         for suffix, record in self.kinds.items():
             fields = record.db_fields()
             value = self.values[suffix]
+            if isinstance(value, str) and '$' in value:
+                value = ''   # dbLoadRecords would expand "$(...)" as a macro (and fail): the first update puts it
+            self._rendered[suffix] = value
             if record.value_kind == 'string' and getattr(record, 'long', False):
                 if value:
                     fields['INP'] = {'const': value}
@@ -380,7 +385,7 @@ class Health:
                 missing = [pv.name for pv in self.pvs.values() if not pv.connected]
                 raise IOCStartError(f'{self.device}: the health records did not connect: {", ".join(missing)}')
             time.sleep(0.005)
-        self._sent = dict(self.values)
+        self._sent = dict(self._rendered)
 
     def start(self, reactor: Any = None) -> None:
         """Update the records every :data:`PERIOD` seconds on the reactor (call on the reactor thread)."""
@@ -461,5 +466,6 @@ class Health:
             self._sent[suffix] = value
 
     def restarted(self) -> None:
-        """Count a restart of the softIoc (the next render and update carry it)."""
+        """Count a restart of the softIoc; the next update puts every value to the new IOC once."""
         self.values['RESTARTS'] += 1
+        self._sent = {}

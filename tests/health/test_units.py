@@ -212,3 +212,96 @@ def test_app_version_from_the_app_or_its_package():
 
     assert app_version(A()) == '2.1' and app_version(B()) == '1.4.0'
     assert app_version(object()) == ''
+
+
+# -- the 1 Hz update and the rendered records (fake channels: no IOC needed for the logic)
+class FakePV:
+    def __init__(self, log, name, fail=False):
+        self.log, self.name, self.fail = log, name, fail
+
+    def put(self, value):
+        if self.fail:
+            raise RuntimeError(f'{self.name} is not connected')
+        self.log.append((self.name, value))
+
+
+class FakeStats(ProcStats):
+    def memory(self, pids):
+        return 5e7
+
+    def cpu(self, pids):
+        return 1.25
+
+    def socket_inodes(self, pid):
+        return frozenset()
+
+
+def fake_health():
+    from devioc.health import Health
+
+    model = type('M', (), {'_callbacks': None, '_process': None, '_ready': True})()
+    model._errors = CallbackErrors('DEV')
+    health = Health(model, 'DEV', stats=FakeStats())
+    puts = []
+    health.pvs = {suffix: FakePV(puts, suffix) for suffix in health.kinds}
+    return model, health, puts
+
+
+def test_tick_puts_only_what_changed():
+    """The first update sends the values that differ from the rendered ones; later ones only changes."""
+    model, health, puts = fake_health()
+    health._sent = dict(health.values)            # as connect() leaves it: the .db holds these
+    health.tick()
+    assert dict(puts) == {'HEARTBEAT': 1, 'MEM_USED': 5e7, 'IOC_CPU_LOAD': 1.2}
+    puts.clear()
+    model._errors.report('x', 1, _error('bad'))
+    health.tick()
+    assert dict(puts) == {'HEARTBEAT': 2, 'CALLBACK_ERRORS': 1, 'LAST_ERROR': 'do_x: ValueError: bad'}
+
+
+def test_tick_while_the_ioc_is_down_counts_but_sends_nothing():
+    """Not ready (softIoc restarting): HEARTBEAT still counts, nothing is put; a put that fails stops the tick."""
+    model, health, puts = fake_health()
+    model._ready = False
+    health.tick()
+    assert puts == [] and health.values['HEARTBEAT'] == 1
+    model._ready = True
+    health.pvs['HEARTBEAT'].fail = True
+    health.tick()
+    assert puts == [] and health.values['HEARTBEAT'] == 2
+
+
+def test_rendered_health_records_hold_the_current_counts():
+    """After a restart the new softIoc starts with the counts: RESTARTS, HEARTBEAT, LAST_ERROR."""
+    model, health, _ = fake_health()
+    health.values.update(HEARTBEAT=41, LAST_ERROR='do_x: ValueError: "quoted"')
+    health.restarted()
+    text = health.render_db()
+    blocks = {b.split('"')[1]: b for b in text.split('record(')[1:]}
+    assert set(blocks) == {f'DEV:IOC:{name}' for name in health.kinds}
+    assert 'field(VAL, "1")' in blocks['DEV:IOC:RESTARTS'] or 'field(VAL, 1)' in blocks['DEV:IOC:RESTARTS']
+    assert '41' in blocks['DEV:IOC:HEARTBEAT'] and blocks['DEV:IOC:HEARTBEAT'].startswith('longin')
+    assert blocks['DEV:IOC:LAST_ERROR'].startswith('waveform') and 'quoted' in blocks['DEV:IOC:LAST_ERROR']
+    assert blocks['DEV:IOC:MEM_USED'].startswith('ai') and 'byte' in blocks['DEV:IOC:MEM_USED']
+
+
+def test_text_with_a_dollar_is_put_not_rendered():
+    """dbLoadRecords expands "$(x)" in a .db (and fails on an undefined macro): such a LAST_ERROR or
+    APP_VERSION is rendered empty and put by the first update instead."""
+    model, health, puts = fake_health()
+    model._errors.report('x', 1, _error('$(device)'))
+    health.sample()
+    text = health.render_db()
+    assert '$' not in text
+    health._sent = dict(health._rendered)           # as connect() leaves it
+    health.tick()
+    assert dict(puts)['LAST_ERROR'] == 'do_x: ValueError: $(device)'
+
+
+def test_after_a_restart_the_next_update_puts_every_value():
+    """restarted() counts the restart and makes the next update put all values to the new IOC."""
+    model, health, puts = fake_health()
+    health._sent = dict(health.values)
+    health.restarted()
+    health.tick()
+    assert set(dict(puts)) == set(health.kinds) and dict(puts)['RESTARTS'] == 1
