@@ -372,8 +372,13 @@ class PV:
             return
         try:
             callback(self, value, self.model)
-        except Exception:
-            logger.exception('do_%s(%r) raised; later updates are still delivered', self.record.attname, value)
+        except Exception as error:
+            # devioc.health: counted (CALLBACK_ERRORS, LAST_ERROR); identical tracebacks logged once, then a count
+            errors = getattr(self.model, '_errors', None)
+            if errors is None:
+                logger.exception('do_%s(%r) raised; later updates are still delivered', self.record.attname, value)
+            else:
+                errors.report(self.record.attname, value, error)
 
     # -- reads
     def get(self, as_string: bool = False, timeout: float = 5.0, **_: Any) -> Any:

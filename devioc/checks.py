@@ -57,6 +57,7 @@ CHECKS = {
     'devioc.E022': 'number beyond what the field\'s C type holds (DBF_SHORT, DBF_LONG, DBF_UCHAR, ...)',
     'devioc.E023': 'number a float field cannot represent (too large, or subnormal)',
     'devioc.E024': 'autosave= that names no field of the record type, or a field autosave cannot save and restore',
+    'devioc.E025': 'field whose PV is also one of the model\'s health records (<device>:IOC:HEARTBEAT ...)',
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',

@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from . import autosave, checks, lock, render
+from . import health as health_mod
+from .restart import supervisor_for
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -178,6 +180,11 @@ class Model(metaclass=ModelType):
         pva: serve the records over PV Access too (softIocPVA).
         ca_port: the CA server port (EPICS_CA_SERVER_PORT) for this IOC; the environment's by default.
         timeout: seconds to wait for all records to connect; by default 10 s + 2 ms per record.
+        restart: start softIoc again when it dies, with back-off, until it dies too often
+            (:mod:`devioc.restart`): True for the default :class:`devioc.restart.RestartPolicy`, or
+            a policy. False (the default, the original's behaviour): the app stops when softIoc dies.
+        health: serve the health records ``<device>:IOC:HEARTBEAT`` ... (:mod:`devioc.health`);
+            by default ``Meta.health`` if the class says, else True.
     """
 
     _fields: dict[str, Record] = {}
@@ -198,7 +205,7 @@ class Model(metaclass=ModelType):
 
     def __init__(self, device_name: str, callbacks: Any = None, command: str | None = 'softIoc',
                  macros: Mapping[str, Any] | None = None, *, pva: bool = False, ca_port: int | None = None,
-                 timeout: float | None = None):
+                 timeout: float | None = None, restart: Any = False, health: bool | None = None):
         self._device_name = device_name
         self._db_name = type(self).__name__
         self._callbacks = callbacks if callbacks is not None else self
@@ -213,6 +220,9 @@ class Model(metaclass=ModelType):
 
         records = render.expand_model(type(self), device_name, self._macros)
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
+        # devioc.restart / devioc.health (issue 12): the supervisor, callback error counts, health records
+        self._supervisor = supervisor_for(self, restart)
+        self._errors, self._health = health_mod.setup(self, records, health)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -232,10 +242,14 @@ class Model(metaclass=ModelType):
         self._directory.mkdir(parents=True, exist_ok=True)
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
+        self._records = records   # as declared: a restart (devioc.restart) restores into them again
         if self._autosave is not None:  # the saved values go into the .db: records start holding them
             records = self._autosave.restore(records)
         db_file.write_text(render.render_db(type(self), self._device_name, records=records))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
+        if self._health is not None:   # devioc.health: its records, in the same database
+            with db_file.open('a') as db:
+                db.write(self._health.render_db())
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
@@ -264,9 +278,13 @@ class Model(metaclass=ModelType):
             if callback is not None:
                 callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
+        self._env, self._start_limit = env, limit   # for devioc.restart
         self._connect(reactor, callbacks, started + limit, limit, env)
         if self._autosave is not None:
             self._autosave.start(self._pvs)
+        if self._health is not None:   # devioc.health: connect its channels, update them at 1 Hz
+            self._health.connect(reactor, started + limit)
+            reactor.callFromThread(self._health.start, reactor)
         self._ready = True
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
                     time.monotonic() - started, self._process.pid, self._directory)
@@ -391,11 +409,16 @@ class Model(metaclass=ModelType):
     def on_ioc_exit(self, code: int) -> None:
         """Called on the reactor when softIoc exits unexpectedly: stops the reactor so the app exits.
 
-        Under procServ or systemd the app is then restarted with a fresh IOC. Override to do otherwise.
+        Under procServ or systemd the app is then restarted with a fresh IOC. With ``restart=`` the
+        model starts softIoc again itself (:mod:`devioc.restart`) and stops the app only when it gives
+        up. Override to do otherwise.
         """
         from twisted.internet import reactor
 
         if not self._ready:  # a start-up failure (raised by the constructor) or a shutdown under way
+            return
+        if self._supervisor is not None and self._supervisor.ioc_died(code):   # devioc.restart
+            self._ready = False
             return
         self._ioc_exit_code = code
         self._ready = False
@@ -423,6 +446,12 @@ class Model(metaclass=ModelType):
         self._ready = False
         if self._autosave is not None:  # the latest values, written before the channels close
             self._autosave.stop()
+        if getattr(self, '_supervisor', None) is not None:   # devioc.restart: no restart from here on
+            self._supervisor.stop()
+        if getattr(self, '_health', None) is not None:   # devioc.health
+            self._health.stop()
+        if getattr(self, '_errors', None) is not None:
+            self._errors.flush()
         for pv in self._pvs.values():
             pv.disconnect()
         if self._process is not None:
