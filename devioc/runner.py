@@ -164,13 +164,20 @@ def _strings(value: Any) -> list[str]:
 
 
 def _scan(text: str, found: dict[str, str | None]) -> None:
+    held: list[str] = []   # the references already seen, each replaced by a token '\0<n>\0'
+
+    def restore(value: str) -> str:
+        return re.sub('\0(\\d+)\0', lambda m: held[int(m.group(1))], value)
+
+    def note(match: re.Match) -> str:
+        name = restore(match.group(1) or match.group(3)).strip()
+        default = match.group(2) if match.group(1) else match.group(4)
+        if name not in found or default is None:
+            found[name] = restore(default) if default is not None and found.get(name, '') is not None else None
+        held.append(restore(match.group(0)))
+        return f'\0{len(held) - 1}\0'
+
     for _ in range(20):   # innermost references first, then those that held them
-        def note(match: re.Match) -> str:
-            name = (match.group(1) or match.group(3)).strip()
-            default = match.group(2) if match.group(1) else match.group(4)
-            if name not in found or default is None:
-                found[name] = default if found.get(name, '') is not None else None
-            return 'x'
         text, count = _MACRO.subn(note, text)
         if not count:
             return
