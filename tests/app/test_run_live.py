@@ -111,7 +111,9 @@ def test_list_pvs_from_a_file_path(start, device):
 @pytest.mark.parametrize('args, status, message', [
     (['-m', 'devioc', 'run', 'no_such_module_q:App', '-d', 'X'], 2, "no module named 'no_such_module_q'"),
     (['-m', 'devioc', 'run', 'siteapp_mod:Nope', '-d', 'X'], 2, "module 'siteapp_mod' has no 'Nope'"),
-    (['siteapp_mod.py', '-d', 'X'], 2, 'the model uses $(site): give --site VALUE or --macro site=VALUE'),
+    (['-m', 'devioc', 'run', 'siteapp_mod:Site', '-d', 'X'], 2,
+     'the model uses $(site): give --site VALUE or --macro site=VALUE'),
+    (['siteapp_mod.py', '-d', 'X'], 1, "macro 'site' is not defined"),   # an app may give macros itself
     (['siteapp_mod.py', '-d', 'X', '--site', 's', '--softioc', '/bin/false'], 1, 'the IOC did not start'),
 ])
 def test_failures_exit_with_their_status_and_say_why(start, args, status, message):
