@@ -121,3 +121,25 @@ def test_failures_exit_with_their_status_and_say_why(start, args, status, messag
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == status, out.decode()
     assert message in out.decode()
+
+
+def test_the_readme_runner_example_runs(tmp_path, ca_env, device):
+    """The README's devioc.run example, as written (its sensor read stubbed), lists its PVs and serves."""
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[2] / 'README.md').read_text()
+    section = readme.split('### `devioc.run(App)` and `python -m devioc run`', 1)[1]
+    code = section.split('```python\n', 1)[1].split('```', 1)[0]
+    (tmp_path / 'tank.py').write_text('def read_the_sensor():\n    return 1.25\n\n' + code)
+    listed = subprocess.run([sys.executable, 'tank.py', '-d', device, '--site', 'hutch', '--list-pvs'], cwd=tmp_path,
+                            env=ca_env, capture_output=True, text=True, timeout=60)
+    assert listed.returncode == 0, listed.stderr
+    assert listed.stdout.split() == [f'{device}:level', f'{device}:site']
+    proc = subprocess.Popen([sys.executable, 'tank.py', '-d', device, '--site', 'hutch'], cwd=tmp_path, env=ca_env,
+                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: proc.poll() is not None or answers(f'{device}:level', ca_env), timeout=30, what='the IOC')
+        wait_for(lambda: caget(f'{device}:level', ca_env) == '1.25', timeout=10, what='scan_level to publish 1.25')
+    finally:
+        stop_process(proc)
+    assert proc.returncode == 0
