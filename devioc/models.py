@@ -223,6 +223,12 @@ class Model(metaclass=ModelType):
         # devioc.restart / devioc.health (issue 12): the supervisor, callback error counts, health records
         self._supervisor = supervisor_for(self, restart)
         self._errors, self._health = health_mod.setup(self, records, health)
+        # -- devioc.app (issue 13): on_start/on_stop, @every and scan_<field> of the callbacks object
+        from . import app as _app
+        scanned = _app.scan_methods(type(self), self._callbacks)
+        records, self._scan_counters = _app.scan_records(records, scanned)
+        self._hooks = _app.Hooks(self, self._callbacks, scanned)
+        # -- end devioc.app
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -239,17 +245,8 @@ class Model(metaclass=ModelType):
         self._lock_file = lock.acquire(self._device_name)
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
-        self._directory.mkdir(parents=True, exist_ok=True)
-        db_file = self._directory / f'{self._db_name}.db'
-        cmd_file = self._directory / f'{self._db_name}.cmd'
-        self._records = records   # as declared: a restart (devioc.restart) restores into them again
-        if self._autosave is not None:  # the saved values go into the .db: records start holding them
-            records = self._autosave.restore(records)
-        db_file.write_text(render.render_db(type(self), self._device_name, records=records))
-        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
-        if self._health is not None:   # devioc.health: its records, in the same database
-            with db_file.open('a') as db:
-                db.write(self._health.render_db())
+        self._records = records   # as declared: a restart (devioc.restart) renders them again
+        cmd_file = self._write_files()
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
@@ -277,6 +274,9 @@ class Model(metaclass=ModelType):
             setattr(self, attname, pv)
             if callback is not None:
                 callbacks[attname] = pv
+        hidden = self._hooks.channels()   # devioc.app: the scan counters (monitored) and PROC channels
+        self._pvs.update(hidden)
+        callbacks.update((key, pv) for key, pv in hidden.items() if pv.callback is not None)
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
         self._env, self._start_limit = env, limit   # for devioc.restart
         self._connect(reactor, callbacks, started + limit, limit, env)
@@ -286,8 +286,29 @@ class Model(metaclass=ModelType):
             self._health.connect(reactor, started + limit)
             reactor.callFromThread(self._health.start, reactor)
         self._ready = True
+        self._hooks.start()   # devioc.app: on_start, then @every and scan_<field>, once the reactor runs
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
                     time.monotonic() - started, self._process.pid, self._directory)
+
+    def _write_files(self) -> Path:
+        """Render the .db and .cmd into the cache directory (at start, and again at each restart).
+
+        The one place that says what the database holds: the declared records with their autosaved
+        values restored, and the hidden and health records the features add. Returns the .cmd's path.
+        """
+        self._directory.mkdir(parents=True, exist_ok=True)
+        db_file = self._directory / f'{self._db_name}.db'
+        cmd_file = self._directory / f'{self._db_name}.cmd'
+        records = self._records
+        if self._autosave is not None:  # the saved values go into the .db: records start holding them
+            records = self._autosave.restore(records)
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records,
+                                            extra=self._scan_counters))   # devioc.app: hidden scan counters
+        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
+        if self._health is not None:   # devioc.health: its records, in the same database
+            with db_file.open('a') as db:
+                db.write(self._health.render_db())
+        return cmd_file
 
     def _check_port_free_here(self, port: int) -> None:
         """IOCStartError now if another running model of this process serves CA port ``port``.
@@ -443,6 +464,8 @@ class Model(metaclass=ModelType):
         """
         if self._owner != os.getpid():
             return
+        if getattr(self, '_hooks', None) is not None:   # devioc.app: stop @every, call on_stop (once)
+            self._hooks.stop()
         self._ready = False
         if self._autosave is not None:  # the latest values, written before the channels close
             self._autosave.stop()

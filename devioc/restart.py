@@ -190,13 +190,12 @@ def _th(n: int) -> str:
 def start_again(model: Any) -> None:
     """Render the model's files again and start a new softIoc; return once all channels are connected.
 
-    Runs in a worker thread (it waits for softIoc's iocInit and the channels). The steps mirror
-    ``Model._start``: keep them in step with it.
+    Runs in a worker thread (it waits for softIoc's iocInit and the channels). The files come from
+    ``Model._write_files``, as at the first start.
 
     Raises:
         IOCStartError: softIoc did not load, exited, or its records did not connect in time.
     """
-    from . import render
     from .softioc import IOCProcess
 
     old = model._process
@@ -205,15 +204,8 @@ def start_again(model: Any) -> None:
     autosave = getattr(model, '_autosave', None)
     if autosave is not None:
         autosave.flush()
-    db_file = model._directory / f'{model._db_name}.db'
-    cmd_file = model._directory / f'{model._db_name}.cmd'
-    records = autosave.restore(model._records) if autosave is not None else model._records
-    db_file.write_text(render.render_db(type(model), model._device_name, records=records))
-    cmd_file.write_text(render.render_cmd(type(model), model._device_name, db_filename=db_file.name))
+    cmd_file = model._write_files()   # autosaved values restored as of now, as at the first start
     health = getattr(model, '_health', None)
-    if health is not None:
-        with db_file.open('a') as db:
-            db.write(health.render_db())
     process = IOCProcess([model._command, cmd_file.name], model._directory, model._env, model._device_name,
                          on_exit=model._ioc_exited)
     process.console = old.console if old is not None else None
