@@ -18,7 +18,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checks, lock, render
+from . import checks, groups, lock, render
+from .groups import Group  # noqa: F401  (models.Group)
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -74,12 +75,17 @@ class ModelType(type):
     """
 
     def __new__(mcs, name: str, bases: tuple, attrs: dict):
-        declared: dict[str, Record] = {}
+        # records, and groups (devioc.groups) whose records become fields <group>_<field> in their place
+        declared, own_groups, group_problems = groups.expand(
+            name, attrs, attrs.get('RESERVED_NAMES') or getattr(bases[0] if bases else object, 'RESERVED_NAMES', ()))
         for key in [k for k, v in attrs.items() if isinstance(v, Record)]:
-            declared[key] = attrs.pop(key)
-            declared[key].attname = key
+            attrs.pop(key)
         attrs['_declared'] = declared
+        attrs['_declared_groups'] = own_groups
         cls = super().__new__(mcs, name, bases, attrs)
+        cls._groups = {key: group for klass in reversed(cls.__mro__)
+                       for key, group in vars(klass).get('_declared_groups', {}).items()}
+        checks.raise_if(group_problems)
         fields: dict[str, Record] = {}
         for klass in reversed(cls.__mro__):
             for key, record in vars(klass).get('_declared', {}).items():
@@ -183,6 +189,7 @@ class Model(metaclass=ModelType):
     _fields: dict[str, Record] = {}
     #: attribute names a field may not take (the model's methods, which the app and devioc call)
     RESERVED_NAMES = frozenset({'shutdown', 'on_ioc_exit', 'pv_names', 'RESERVED_NAMES'})
+    _groups: dict[str, Group] = {}
 
     # The model's own state, kept in ``_``-names and shown under these public names (read only); a
     # field declared with one of these names takes it over (``ioc.process`` is then that field's PV).
@@ -212,6 +219,10 @@ class Model(metaclass=ModelType):
 
         records = render.expand_model(type(self), device_name, self._macros)
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
+        # write_<field> callbacks (devioc.writes): hidden records beside those fields
+        from . import writes
+        self._write_plans, self._extra_records = writes.plan(type(self), self._callbacks, records, lambda att: (
+            writes.write_callback_for(self._callbacks, att, self._fields) or groups.callback_for(type(self), att, 'write_')))
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -230,7 +241,8 @@ class Model(metaclass=ModelType):
         self._directory.mkdir(parents=True, exist_ok=True)
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
-        db_file.write_text(render.render_db(type(self), self._device_name, records=records))
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records,
+                                            extra=self._extra_records))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         env = dict(os.environ)
         if ca_port:
@@ -249,12 +261,14 @@ class Model(metaclass=ModelType):
         # softIoc spends ~0.5 s in iocInit: import the reactor and libca and make the PVs meanwhile
         from twisted.internet import reactor
 
+        from . import writes
         from .channels import PV
 
         callbacks = {}
         for attname, (pv_name, _) in records.items():
-            callback = callback_for(self._callbacks, attname, self._fields)
+            callback = callback_for(self._callbacks, attname, self._fields) or groups.callback_for(type(self), attname)
             pv = PV(pv_name, self._fields[attname], self, callback)
+            writes.attach(pv, self._write_plans.get(attname))
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             if callback is not None:

@@ -72,13 +72,17 @@ def expand_model(model_class: type, device: str, macros: Mapping[str, str] | Non
 
 
 def render_db(model_class: type, device: str, macros: Mapping[str, str] | None = None,
-              records: Mapping[str, tuple[str, dict]] | None = None) -> str:
-    """The .db text of ``model_class`` for ``device``."""
+              records: Mapping[str, tuple[str, dict]] | None = None, extra: list | None = None) -> str:
+    """The .db text of ``model_class`` for ``device``; ``extra``: more ``(record type, name, fields)``
+    to append (the hidden records of write_<field> callbacks, :mod:`devioc.writes`)."""
     if records is None:
         records = expand_model(model_class, device, macros)
     items = []  # escaped here, by the same .dbd rules the checks apply: the template only lays the text out
     for att, (name, fields) in records.items():
         rtype = model_class._fields[att].record
+        defs = dbd.fields(rtype)
+        items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
+    for rtype, name, fields in extra or ():
         defs = dbd.fields(rtype)
         items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
     return environment().get_template('model.db.j2').render(
