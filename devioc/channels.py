@@ -573,8 +573,25 @@ class PV:
         data[0] = value
         return ftype, 1, data
 
+    def field(self, name: str) -> Any:
+        """A channel to field ``name`` of this record (``'HIHI'``, ``'SCAN'``, ``'EGU'`` ...): see
+        :class:`devioc.field_access.FieldChannel`; one per field, connected on first use.
+
+        Raises:
+            devioc.field_access.UnknownField: the record type has no such field (a ValueError).
+        """
+        from .field_access import FieldChannel, field_def
+
+        key = field_def(self.record.record, name, self.name).name
+        channels = self.__dict__.setdefault('_field_channels', {})
+        if key not in channels:
+            channels[key] = FieldChannel(self.name, self.record.record, key, self._reactor)
+        return channels[key]
+
     def disconnect(self) -> None:
         """Drop the monitor and the channel."""
+        for channel in self.__dict__.pop('_field_channels', {}).values():
+            channel.disconnect()
         try:
             ca_context.attach()
         except Exception:  # libca already finalized at interpreter exit
