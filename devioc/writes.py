@@ -1,8 +1,9 @@
 """Write callbacks: ``write_<field>(pv, value, ioc)``, called for every client write to a field.
 
 ``do_<field>`` sees the values a record posts (its first value, every change, the app's own puts).
-``write_<field>`` sees writes: every Channel Access (or PV Access, or ``dbpf``) client put that
-processes the record, same value or not, and never the initial value nor the app's own puts.
+``write_<field>`` sees writes: every Channel Access client put that processes the record
+(``caput``, ``caput -c``, pyepics), same value or not, and never the initial value nor the app's
+own puts.
 
 softIoc cannot tell a client's put from the app's (both are CA puts), so the database does. For a
 field ``<pv>`` with a ``write_<field>`` callback devioc renders three hidden records beside it:
