@@ -43,7 +43,7 @@ CHECKS = {
     'devioc.E008': 'unknown EPICS field for the record type',
     'devioc.E009': 'two fields with the same record name',
     'devioc.E010': 'do_<field> or write_<field> callback that cannot take (pv, value, ioc)',
-    'devioc.E011': 'do_<name> or write_<name> callback that matches no field',
+    'devioc.E011': 'do_<name> or write_<name> callback that matches no field (or a write_ no client put can call: calc, calcout)',
     'devioc.E012': 'value not among the choices of a menu field (SCAN, OOPT, ...) or of DTYP (device supports)',
     'devioc.E013': 'string value longer than its field holds (in UTF-8 bytes)',
     'devioc.E014': 'unknown keyword argument',

@@ -28,7 +28,8 @@ field ``<pv>`` with a ``write_<field>`` callback devioc renders three hidden rec
 The app monitors ``<pv>:_w`` and calls ``write_<field>(pv, value, ioc)`` on the reactor thread with
 the value the record holds after the write (a write clamped by DRVH reports the clamped value).
 Limits, from EPICS itself: a record that is not ``SCAN=Passive`` is not processed by a put, so its
-writes are not reported; Channel Access keeps a bounded event queue per client and, under a flood
+writes are not reported (logged as a warning at start-up); a calc/calcout's VAL is not
+process-passive, so ``write_`` on one is refused (devioc.E011); Channel Access keeps a bounded event queue per client and, under a flood
 of writes faster than the app reads them, the server replaces the newest queued events: the
 callback then sees fewer calls, always ending with the last value written (see the README).
 """
@@ -52,12 +53,11 @@ LONGEST_SUFFIX = max(len(APP_SUFFIX), len(GATE_SUFFIX), len(WATCH_SUFFIX))
 DISABLE_STATUS = 18
 
 #: the twin (the app's door) by record type: an output record writing the same DBR type
-_TWIN = {'ao': 'ao', 'ai': 'ao', 'calc': 'ao', 'calcout': 'ao', 'longout': 'longout', 'longin': 'longout',
+_TWIN = {'ao': 'ao', 'ai': 'ao', 'longout': 'longout', 'longin': 'longout',
          'mbboDirect': 'longout', 'mbbiDirect': 'longout', 'mbbo': 'mbbo', 'mbbi': 'mbbo', 'bo': 'bo', 'bi': 'bo',
          'stringout': 'stringout', 'stringin': 'stringout', 'waveform': 'aao'}
 #: the detector by record type: an input record that posts on every processing, and its DBR type
-_WATCH = {'ao': ('ai', dbr.DOUBLE), 'ai': ('ai', dbr.DOUBLE), 'calc': ('ai', dbr.DOUBLE),
-          'calcout': ('ai', dbr.DOUBLE), 'longout': ('longin', dbr.LONG), 'longin': ('longin', dbr.LONG),
+_WATCH = {'ao': ('ai', dbr.DOUBLE), 'ai': ('ai', dbr.DOUBLE), 'longout': ('longin', dbr.LONG), 'longin': ('longin', dbr.LONG),
           'mbboDirect': ('longin', dbr.LONG), 'mbbiDirect': ('longin', dbr.LONG), 'mbbo': ('longin', dbr.LONG),
           'mbbi': ('longin', dbr.LONG), 'bo': ('longin', dbr.LONG), 'bi': ('longin', dbr.LONG),
           'stringout': ('stringin', dbr.STRING), 'stringin': ('stringin', dbr.STRING)}
@@ -124,13 +124,23 @@ def plan(model_class: type, callbacks: Any, records: dict[str, tuple[str, dict]]
             continue
         record = model_class._fields[attname]
         rtype = record.record
+        where = f'{model_class.__name__}.{attname}'
+        if rtype not in _TWIN:  # calc, calcout: VAL is not process-passive, a client put never processes them
+            problems.append(checks.CheckMessage(
+                'devioc.E011', f'write_{attname} can never be called: a client put to the VAL of a {rtype} record '
+                'does not process it (VAL is not process-passive in EPICS)', 'use a Float or Integer field for '
+                f'what clients write, and do_{attname} to follow the {rtype}\'s result', where))
+            continue
+        if str(fields.get('SCAN', 'Passive')) not in ('Passive', '0', ''):
+            logger.warning('%s: write_%s is called only while SCAN is Passive: a client put does not process a '
+                           'record scanned %r', where, attname, fields.get('SCAN'))
         size = len(name.encode('utf-8')) + LONGEST_SUFFIX
         if size > checks.MAX_NAME:
             problems.append(checks.CheckMessage(
                 'devioc.E001', f'record name {name!r} leaves no room for the hidden records of its write_ '
                 f'callback ({name}{APP_SUFFIX} is {size} bytes; EPICS allows {checks.MAX_NAME})',
                 f'shorten the device or field name by {size - checks.MAX_NAME} bytes, or drop write_{attname}',
-                f'{model_class.__name__}.{attname}'))
+                where))
             continue
         plans[attname], hidden = _records(rtype, name, fields, callback)
         extra.extend(hidden)

@@ -183,3 +183,115 @@ def test_a_name_without_room_for_the_hidden_records_is_refused(run_model):
 
     with pytest.raises(ModelError, match=r'devioc.E001.*write_'):
         run_model(Long, device_name='DEV12', callbacks=LongApp())
+
+
+class Inputs(models.Model):
+    f = models.FloatInput('f')
+    i = models.IntegerInput('i')
+    b = models.BoolInput('b')
+    e = models.EnumInput('e', choices=['A', 'B', 'C'])
+    s = models.StringInput('s', max_length=20)
+    bits = models.BinaryOutput('bits')
+    bi = models.BinaryInput('bi')
+
+
+class InputsApp:
+    def __init__(self):
+        self.writes = []
+        self.changes = []
+
+    def __getattr__(self, name):
+        if name.startswith('write_') and name[6:] in Inputs._fields:
+            return lambda pv, value, ioc: self.writes.append((name[6:], value))
+        raise AttributeError(name)
+
+
+@pytest_twisted.inlineCallbacks
+def test_every_record_kind_reports_client_writes(run_model, ca_port, ca_env):
+    """Input kinds (ai, longin, bi, mbbi, stringin, mbbiDirect) and mbboDirect load with their hidden
+    records and report a client write each, with the record's value type."""
+    app = InputsApp()
+    ioc = run_model(Inputs, callbacks=app, ca_port=ca_port)
+    yield settle(app, 0.3)
+    assert app.writes == []
+    dev = ioc.device_name
+    for name, value in [('f', '1.5'), ('i', '3'), ('b', '1'), ('e', 'C'), ('s', 'text'), ('bits', '5'),
+                        ('bi', '6')]:
+        caput(f'{dev}:{name}', value, ca_env)
+    yield settle(app, 0.3)
+    assert sorted(app.writes) == sorted([('f', 1.5), ('i', 3), ('b', 1), ('e', 2), ('s', 'text'), ('bits', 5),
+                                         ('bi', 6)])
+
+
+def test_write_on_a_calc_is_refused(run_model):
+    """A client put to a calc's VAL never processes it: write_<calc> is E011, said before softIoc runs."""
+    class Sum(models.Model):
+        total = models.Calc('total', calc='A+B')
+
+    class SumApp:
+        def write_total(self, pv, value, ioc):
+            pass
+
+    with pytest.raises(ModelError, match=r'(?s)devioc.E011.*write_total can never be called.*calc record'):
+        run_model(Sum, callbacks=SumApp())
+
+
+def test_hidden_records_as_rendered():
+    """For a field with write_<field>: the field's FLNK goes to the detector, the model's own FLNK moves
+    after it, and the twin, gate and detector are rendered as the module says; other fields unchanged."""
+    from devioc import render, writes
+
+    class Two(models.Model):
+        a = models.Integer('a', FLNK='$(device):b')
+        b = models.Integer('b')
+
+    class TwoApp:
+        def write_a(self, pv, value, ioc):
+            pass
+
+    records = render.expand_model(Two, 'D')
+    plans, extra = writes.plan(Two, TwoApp(), records)
+    assert list(plans) == ['a'] and plans['a'].app_name == 'D:a:_app' and plans['a'].watch_name == 'D:a:_w'
+    assert records['a'][1]['FLNK'] == 'D:a:_w' and 'FLNK' not in records['b'][1]
+    assert extra == [
+        ('longout', 'D:a:_app', {'DESC': "devioc: the app's puts", 'OUT': 'D:a PP'}),
+        ('calc', 'D:a:_wc', {'DESC': 'devioc: 1 on a client put', 'INPA': 'D:a.PUTF NPP',
+                             'INPB': 'D:a:_app.PACT NPP', 'CALC': 'A&&!B'}),
+        ('longin', 'D:a:_w', {'DESC': 'devioc: client writes', 'INP': 'D:a NPP', 'SDIS': 'D:a:_wc PP', 'DISV': 0,
+                              'MDEL': -1, 'FLNK': 'D:b'}),
+    ]
+    text = render.render_db(Two, 'D', records=records, extra=extra)
+    assert 'record(longin, "D:a:_w")' in text and 'field(FLNK, "D:a:_w")' in text
+    assert writes.plan(Two, object(), render.expand_model(Two, 'D')) == ({}, [])   # no write_: nothing added
+
+
+class Dial(models.Model):
+    sp = models.Integer('SP')
+
+
+class DialLogic:
+    def __init__(self):
+        self.writes = []
+        self.changes = []
+
+    def write_sp(self, pv, value, ioc):
+        self.writes.append((pv.name, int(value), ioc.sp is pv))
+
+
+dial_logic = DialLogic()
+
+
+class Dials(models.Model):
+    left = models.Group(Dial, prefix='L:', callbacks=dial_logic)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_groups_callbacks_object_gets_write_callbacks_with_the_group_as_ioc(run_model, ca_port, ca_env):
+    """Group(..., callbacks=obj): obj.write_sp gets each client write to <device>:L:SP, with the group's
+    view as ioc (ioc.sp is the PV)."""
+    ioc = run_model(Dials, ca_port=ca_port)
+    for value in ('4', '4'):
+        caput(f'{ioc.device_name}:L:SP', value, ca_env)
+    ioc.left.sp.put(9)
+    yield settle(dial_logic)
+    assert dial_logic.writes == [(f'{ioc.device_name}:L:SP', 4, True)] * 2
