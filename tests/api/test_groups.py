@@ -126,3 +126,39 @@ def test_bad_group_arguments_are_clear_errors():
 
     with pytest.raises(ModelError, match=r'(?s)devioc.E011.*did you mean do_sp'):
         models.Group(Axis, prefix='Z:', callbacks=Wrong())
+
+
+class _FakeModel:
+    """Stands for a running model: attributes named as its fields."""
+
+    def __init__(self, names):
+        for name in names:
+            setattr(self, name, f'<PV {name}>')
+        self._device_name = 'FAKE'
+
+
+def test_nested_views_and_callbacks_reach_the_innermost_fields():
+    """ioc.a.left.sp is the model's a_left_sp; an inner group's callbacks object gets a view on which
+    ioc.sp is that same PV; an unknown name is an AttributeError listing what the group has."""
+    seen = []
+
+    class Inner:
+        def do_sp(self, pv, value, ioc):
+            seen.append((ioc.sp, ioc.rbv, ioc.device_name))
+
+    class Pair(models.Model):
+        left = models.Group(Axis, prefix='L:', callbacks=Inner(), limit=1, units='mm')
+
+    class Rig(models.Model):
+        a = models.Group(Pair, prefix='A:')
+
+    model = _FakeModel(Rig._fields)
+    view = Rig.a.__get__(model, Rig)
+    assert view.left.sp == '<PV a_left_sp>' and view.left.rbv == '<PV a_left_rbv>'
+    with pytest.raises(AttributeError, match=r'has no field or group .spp.; it has moving, rbv, sp'):
+        view.left.spp
+    from devioc import groups
+    callback = groups.callback_for(Rig, 'a_left_sp')
+    callback('pv', 1.0, model)
+    assert seen == [('<PV a_left_sp>', '<PV a_left_rbv>', 'FAKE')]
+    assert groups.callback_for(Rig, 'a_left_rbv') is None
