@@ -77,3 +77,42 @@ def test_flood_of_client_writes(run_model, ca_port, ca_env, sender):
     assert all(a < b for a, b in zip(head, head[1:]))        # in order, never one twice
     assert 1 <= len(writes) <= SENT + 1
     assert ioc.n.get() == SENT
+
+
+@pytest.mark.slow
+@pytest_twisted.inlineCallbacks
+def test_app_puts_racing_client_writes_are_never_reported(run_model, ca_port, ca_env):
+    """2,000 app puts (negative values, from a worker thread) interleaved with 2,000 client writes
+    (positive): write_n sees only positive values, in order, the last always (repeated 5 times)."""
+    import threading
+
+    app = App()
+    ioc = run_model(Counter, callbacks=app, ca_port=ca_port)
+    sent = 2000
+    for round_ in range(5):
+        del app.writes[:]
+        client = subprocess.Popen([sys.executable, '-c', CLIENT, f'{ioc.device_name}:n', str(sent), 'pyepics'],
+                                  env=ca_env)
+        worker = threading.Thread(target=lambda: [ioc.n.put(-i) for i in range(1, sent + 1)])
+        worker.start()
+        try:
+            for _ in range(1200):
+                if client.poll() is not None and not worker.is_alive():
+                    break
+                yield task.deferLater(reactor, 0.05, lambda: None)
+            assert client.returncode == 0, 'the client failed'
+        finally:
+            if client.poll() is None:
+                client.kill()
+                client.wait()
+            worker.join(30)
+        for _ in range(200):
+            if app.writes[-1:] == [sent]:
+                break
+            yield task.deferLater(reactor, 0.05, lambda: None)
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        writes = app.writes
+        assert writes and min(writes) > 0, f'round {round_}: an app put was reported'
+        assert writes[-1] == sent
+        head = writes[:-2] if writes[-2:] == [sent, sent] else writes
+        assert all(a < b for a, b in zip(head, head[1:]))
