@@ -73,23 +73,44 @@ class FieldChannel:
         self._pv: Any = None
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[Any, Any], None]] = []
-        self._last: tuple | None = None   # (value,) of the latest monitor event
+        self._typed = False
 
     # -- connection
     def _channel(self, timeout: float = 5.0) -> Any:
-        """The pyepics PV, made on first use and connected (TimeoutError if it does not connect)."""
-        from . import ca as ca_context
+        """The channel (a :class:`devioc.channels.PV`), made on first use and connected.
 
-        ca_context.attach()
+        Raises:
+            TimeoutError: it did not connect within ``timeout`` seconds.
+        """
+        import time
+
+        from epics import ca, dbr
+
+        from .channels import PV, ca_flush
+
         with self._lock:
             if self._pv is None:
-                import epics
-
-                self._pv = epics.PV(self.name, auto_monitor=True, callback=self._on_change,
-                                    connection_timeout=timeout)
-        if not self._pv.connected and not self._pv.wait_for_connection(timeout=timeout):
-            raise TimeoutError(f'{self.name} did not connect within {timeout:.1f} s: is the IOC running?')
-        return self._pv
+                reactor = self._reactor
+                if reactor is None:
+                    from twisted.internet import reactor
+                pv = PV(self.name, _FieldRecord(self), None)
+                pv.connect(reactor)
+                ca_flush()
+                self._pv = pv
+            pv = self._pv
+        deadline = time.monotonic() + timeout
+        while not pv.connected:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f'{self.name} did not connect within {timeout:.1f} s: is the IOC running?')
+            time.sleep(0.002)
+        if not self._typed:   # the type CA serves the field as, known once connected
+            with self._lock:
+                pv.ftype = ca.libca.ca_field_type(pv._chid)
+                pv.nelm = max(int(ca.libca.ca_element_count(pv._chid)), 1)
+                pv.is_string = self.long_text or pv.ftype == dbr.STRING
+                pv.is_array = not pv.is_string and pv.nelm > 1
+                self._typed = True
+        return pv
 
     @property
     def connected(self) -> bool:
@@ -101,11 +122,8 @@ class FieldChannel:
         dbf = self.fdef.dbf
         if value is None:
             return None
-        if self.long_text:
-            raw = bytes(np.asarray(value, dtype=np.uint8)) if not isinstance(value, (str, bytes)) else value
-            if isinstance(raw, str):
-                return raw
-            return raw.split(b'\0', 1)[0].decode('utf-8', 'replace')
+        if isinstance(value, str):
+            return value
         if self.fdef.menu or dbf == 'DBF_DEVICE':
             index = int(value)
             return self.fdef.menu[index] if 0 <= index < len(self.fdef.menu) else str(index)
@@ -127,9 +145,7 @@ class FieldChannel:
             limit = (fdef.size - 1) if fdef.size else None
             if limit is not None and len(raw) > limit:
                 raise ValueError(f'cannot put that text to {self.name}: it holds {limit} bytes (UTF-8), not {len(raw)}')
-            if self.long_text:
-                return np.frombuffer(raw + b'\0', dtype=np.uint8)
-            return value
+            return raw   # the channel adds the NUL of a FIELD$ write
         if fdef.menu or dbf == 'DBF_DEVICE':
             if isinstance(value, str):
                 if value not in fdef.menu:
@@ -161,7 +177,7 @@ class FieldChannel:
             TimeoutError: the channel did not connect, or no value came, within ``timeout`` seconds.
         """
         pv = self._channel(timeout)
-        value = pv.get(timeout=timeout, use_monitor=True, as_numpy=True)
+        value = pv.get(timeout=timeout)
         if value is None:
             raise TimeoutError(f'{self.name} sent no value within {timeout:.1f} s')
         return self._to_python(value)
@@ -170,47 +186,41 @@ class FieldChannel:
         """Write the field (any thread). With ``wait=True``, block until the IOC has processed the put.
 
         Returns:
-            True once sent (or completed with ``wait``); False if the put did not complete in ``timeout``.
+            True once sent (or completed with ``wait``); False, with an error logged, if the IOC refused
+            the put or did not complete it within ``timeout`` (as ``ioc.<field>.put``).
 
         Raises:
             ValueError: the field cannot hold ``value`` (the message names the field and its type).
             TimeoutError: the channel did not connect.
         """
-        data = self._to_ca(value)
-        pv = self._channel(min(timeout, 5.0))
-        status = pv.put(data, wait=wait, timeout=timeout)
-        return bool(status) if wait else True
+        self._to_ca(value)   # a bad value is refused before connecting
+        return self._channel(min(timeout, 5.0)).put(value, wait=wait, timeout=timeout)
 
     def add_callback(self, fn: Callable[[Any, Any], None]) -> None:
         """Call ``fn(channel, value)`` on the reactor thread on every value the field posts (its first too).
 
         The reactor's thread, as ``do_<field>``; exceptions are logged with the field's name.
         """
-        with self._lock:
-            self._callbacks.append(fn)
-            last = self._last
-        if last is not None:  # the current value came before this callback was added: give it now
-            self._post(fn, last[0])
-        self._channel()
+        pv = self._channel()
+        self._callbacks.append(fn)
+        if pv.callback is None:
+            pv.callback = self._dispatch
+        if pv.monitored and pv._has_value.is_set():   # monitored already: give the current value now
+            reactor = pv._reactor
+            reactor.callFromThread(self._call, fn, pv._value)
+        else:
+            pv.subscribe()    # the first value comes to every callback
+            from .channels import ca_flush
+            ca_flush()
 
-    def _on_change(self, value: Any = None, **_: Any) -> None:
-        """pyepics' monitor callback (libca's thread)."""
-        converted = self._to_python(value)
-        with self._lock:
-            self._last = (converted,)
-            callbacks = list(self._callbacks)
-        for fn in callbacks:
-            self._post(fn, converted)
-
-    def _post(self, fn: Callable, value: Any) -> None:
-        reactor = self._reactor
-        if reactor is None:
-            from twisted.internet import reactor
-        reactor.callFromThread(self._call, fn, value)
+    def _dispatch(self, pv: Any, value: Any, model: Any) -> None:
+        """The channel's callback (reactor thread): every added callback, with the typed value."""
+        for fn in list(self._callbacks):
+            self._call(fn, value)
 
     def _call(self, fn: Callable, value: Any) -> None:
         try:
-            fn(self, value)
+            fn(self, self._to_python(value))
         except Exception:
             logger.exception('callback %r of %s raised; later values are still delivered', fn, self.name)
 
@@ -219,10 +229,28 @@ class FieldChannel:
         self._callbacks.clear()
         pv, self._pv = self._pv, None
         if pv is not None:
-            try:
-                pv.disconnect()
-            except Exception:  # libca already finalized at interpreter exit
-                pass
+            pv.disconnect()
 
     def __repr__(self) -> str:
         return f'<FieldChannel {self.name} {self.fdef.dbf}>'
+
+
+class _FieldRecord:
+    """What :class:`devioc.channels.PV` asks of a record kind, for one field of a record."""
+
+    value_kind = 'number'
+    record = ''
+
+    def __init__(self, channel: FieldChannel):
+        self.channel = channel
+        self.attname = channel.name
+        self.fields = {'NELM': 2 if channel.long_text else 1}
+
+    def choices(self, macros: Any = None) -> list[str]:
+        return []
+
+    def put_range(self, nstates: int = 0) -> None:
+        return None   # every put goes through to_ca
+
+    def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> Any:
+        return self.channel._to_ca(value)

@@ -96,3 +96,14 @@ def test_callbacks_run_on_the_reactor_with_each_value_and_puts_work_from_threads
             break
         yield task.deferLater(reactor, 0.05, lambda: None)
     assert seen == [(0.0, True), (40.0, True), (45.5, True)]
+
+
+def test_a_refused_put_with_wait_is_false(meter, ca_env):
+    """With DISP=1 the IOC refuses puts to the record's fields: put(wait=True) says False, the field
+    keeps its value; DISP itself stays writable."""
+    assert meter.temp.field('DISP').put(1, wait=True)
+    assert meter.temp.field('HIHI').put(5, wait=True) is False
+    assert caget(f'{meter.device_name}:temp.HIHI', ca_env) == '90'
+    assert meter.temp.field('DISP').put(0, wait=True)
+    assert meter.temp.field('HIHI').put(5, wait=True) is True
+    assert meter.temp.field('HIHI').get() == 5.0
