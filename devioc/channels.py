@@ -262,6 +262,8 @@ class PV:
         #: called as ``value_hook(pv, value)`` on libca's thread with every value the record posts
         #: (devioc.autosave sets it); must be quick and must not raise
         self.value_hook: Callable[['PV', Any], None] | None = None
+        #: write_<field>: the app's twin and the detector (:mod:`devioc.writes`); None without one
+        self._writes: Any = None
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -276,6 +278,8 @@ class PV:
         self._check(ca.libca.ca_create_channel(self.name.encode(), None, None, 0, ctypes.byref(chid)),
                     'create a channel to')
         self._chid = chid
+        if self._writes is not None:  # write_<field>: its twin and detector channels
+            self._writes.connect(reactor)
 
     def subscribe(self, on_first_value: Callable[['PV'], None] | None = None) -> None:
         """Monitor the record: every value it posts updates ``get()`` and goes to the callback.
@@ -311,7 +315,13 @@ class PV:
     def connected(self) -> bool:
         """True while the channel is connected."""
         chid = self._chid
-        return chid is not None and ca.libca.ca_state(chid) == CS_CONN
+        return chid is not None and ca.libca.ca_state(chid) == CS_CONN and (
+            self._writes is None or self._writes.connected)
+
+    @property
+    def _put_chid(self) -> Any:
+        """The channel the app's puts go to: the record's own, or its twin's with a write_<field>."""
+        return self._chid if self._writes is None or self._chid is None else self._writes.chid
 
     def _on_monitor(self, value: Any, severity: int = 0, status: int = 0, timestamp: float = 0.0) -> None:
         value = self._from_ca(value)
@@ -448,7 +458,7 @@ class PV:
             ca_context.attach()
         if not wait:
             ftype, count, data = self._data(value)
-            self._check(ca.libca.ca_array_put(ftype, count, self._chid, data))
+            self._check(ca.libca.ca_array_put(ftype, count, self._put_chid, data))
             flusher.request()
             return True
         return self._put_wait(value, timeout)
@@ -517,7 +527,7 @@ class PV:
         # libca keeps only a raw pointer to the callback: hold it here until libca has called it
         _pending_puts[key] = user_arg = ctypes.py_object(completed)
         ftype, count, data = self._data(value)
-        status = ca.libca.ca_array_put_callback(ftype, count, self._chid, data, _PUT_CB, user_arg)
+        status = ca.libca.ca_array_put_callback(ftype, count, self._put_chid, data, _PUT_CB, user_arg)
         if status != dbr.ECA_NORMAL:
             _pending_puts.pop(key, None)
         self._check(status)
@@ -538,7 +548,8 @@ class PV:
         if self._native is None:  # the native type and size never change: looked up once, not per put
             if not self.connected:
                 raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
-            ftype, nelm = ca.libca.ca_field_type(self._chid), ca.libca.ca_element_count(self._chid)
+            chid = self._put_chid
+            ftype, nelm = ca.libca.ca_field_type(chid), ca.libca.ca_element_count(chid)
             scalar = nelm == 1 and ftype not in (dbr.STRING, dbr.CHAR)
             self._scalar = threading.local() if scalar else None  # one buffer per thread: no put races
             self._fast_range = self.record.put_range(len(self.enum_strs)) if scalar else None
@@ -572,8 +583,25 @@ class PV:
         data[0] = value
         return ftype, 1, data
 
+    def field(self, name: str) -> Any:
+        """A channel to field ``name`` of this record (``'HIHI'``, ``'SCAN'``, ``'EGU'`` ...): see
+        :class:`devioc.field_access.FieldChannel`; one per field, connected on first use.
+
+        Raises:
+            devioc.field_access.UnknownField: the record type has no such field (a ValueError).
+        """
+        from .field_access import FieldChannel, field_def
+
+        key = field_def(self.record.record, name, self.name).name
+        channels = self.__dict__.setdefault('_field_channels', {})
+        if key not in channels:
+            channels[key] = FieldChannel(self.name, self.record.record, key, self._reactor)
+        return channels[key]
+
     def disconnect(self) -> None:
         """Drop the monitor and the channel."""
+        for channel in self.__dict__.pop('_field_channels', {}).values():
+            channel.disconnect()
         try:
             ca_context.attach()
         except Exception:  # libca already finalized at interpreter exit
@@ -589,6 +617,8 @@ class PV:
                     pass
         self._alarm_subscription = self._subscription = self._chid = None
         self.callback = None
+        if self._writes is not None:
+            self._writes.disconnect()
 
     def __repr__(self) -> str:
         state = 'connected' if self.connected else 'disconnected'

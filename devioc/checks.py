@@ -42,8 +42,8 @@ CHECKS = {
     'devioc.E007': 'unknown array element type (FTVL)',
     'devioc.E008': 'unknown EPICS field for the record type',
     'devioc.E009': 'two fields with the same record name',
-    'devioc.E010': 'do_<field> callback that cannot take (pv, value, ioc)',
-    'devioc.E011': 'do_<name> callback that matches no field',
+    'devioc.E010': 'do_<field> or write_<field> callback that cannot take (pv, value, ioc)',
+    'devioc.E011': 'do_<name> or write_<name> callback that matches no field (or a write_ no client put can call: calc, calcout)',
     'devioc.E012': 'value not among the choices of a menu field (SCAN, OOPT, ...) or of DTYP (device supports)',
     'devioc.E013': 'string value longer than its field holds (in UTF-8 bytes)',
     'devioc.E014': 'unknown keyword argument',
@@ -260,7 +260,7 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
 
 
 def check_callbacks(cls: type, callbacks: Any) -> list[CheckMessage]:
-    """Every ``do_<name>`` on the callbacks object must match a field and take (pv, value, ioc).
+    """Every ``do_<name>`` and ``write_<name>`` on the callbacks object must match a field and take (pv, value, ioc).
 
     ``do_<attname>`` matches the field whose attribute is ``attname`` exactly (``do_A`` for ``A``);
     the lower-case form (``do_a``) matches it too, as the original devioc looked callbacks up.
@@ -269,7 +269,8 @@ def check_callbacks(cls: type, callbacks: Any) -> list[CheckMessage]:
     names = set(cls._fields) | {attname.lower() for attname in cls._fields}
     owner = type(callbacks).__name__
     for attr in dir(type(callbacks)) if not isinstance(callbacks, type) else dir(callbacks):
-        if not attr.startswith('do_'):
+        prefix = 'do_' if attr.startswith('do_') else 'write_' if attr.startswith('write_') else ''  # devioc.writes
+        if not prefix:
             continue
         method = getattr(callbacks, attr, None)
         if not callable(method):
@@ -279,11 +280,13 @@ def check_callbacks(cls: type, callbacks: Any) -> list[CheckMessage]:
             source = f' (defined at {inspect.getsourcefile(method)}:{inspect.getsourcelines(method)[1]})'
         except (TypeError, OSError):
             source = ''
-        if attr[3:] not in names:
-            close = difflib.get_close_matches(attr[3:], sorted(cls._fields), n=1) or \
-                difflib.get_close_matches(attr[3:], sorted(names), n=1)
-            hint = f'did you mean do_{close[0]}?' if close else \
-                'rename it to do_<field> for a field of the model, or drop the do_ prefix if it is not a callback'
+        if prefix == 'write_' and attr[6:] not in names and not _takes_three(method):
+            continue  # an app's own write_file(path) etc.: apps written before write_<field> existed keep working
+        if attr[len(prefix):] not in names:
+            close = difflib.get_close_matches(attr[len(prefix):], sorted(cls._fields), n=1) or \
+                difflib.get_close_matches(attr[len(prefix):], sorted(names), n=1)
+            hint = f'did you mean {prefix}{close[0]}?' if close else \
+                f'rename it to {prefix}<field> for a field of the model, or drop the {prefix} prefix if it is not a callback'
             messages.append(CheckMessage('devioc.E011', f'callback {attr}{source} matches no field of '
                                          f'{cls.__name__}', hint, where))
             continue
@@ -296,3 +299,14 @@ def check_callbacks(cls: type, callbacks: Any) -> list[CheckMessage]:
         except ValueError:
             pass  # builtins without a signature: trust them
     return messages
+
+
+def _takes_three(method: Any) -> bool:
+    """True if ``method`` can be called as a callback, with (pv, value, ioc)."""
+    try:
+        inspect.signature(method).bind(None, None, None)
+    except TypeError:
+        return False
+    except ValueError:
+        return True
+    return True

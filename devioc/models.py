@@ -18,8 +18,9 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import autosave, checks, lock, render
+from . import autosave, checks, groups, lock, render
 from . import health as health_mod
+from .groups import Group  # noqa: F401  (models.Group)
 from .restart import supervisor_for
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
@@ -76,12 +77,17 @@ class ModelType(type):
     """
 
     def __new__(mcs, name: str, bases: tuple, attrs: dict):
-        declared: dict[str, Record] = {}
+        # records, and groups (devioc.groups) whose records become fields <group>_<field> in their place
+        declared, own_groups, group_problems = groups.expand(
+            name, attrs, attrs.get('RESERVED_NAMES') or getattr(bases[0] if bases else object, 'RESERVED_NAMES', ()))
         for key in [k for k, v in attrs.items() if isinstance(v, Record)]:
-            declared[key] = attrs.pop(key)
-            declared[key].attname = key
+            attrs.pop(key)
         attrs['_declared'] = declared
+        attrs['_declared_groups'] = own_groups
         cls = super().__new__(mcs, name, bases, attrs)
+        cls._groups = {key: group for klass in reversed(cls.__mro__)
+                       for key, group in vars(klass).get('_declared_groups', {}).items()}
+        checks.raise_if(group_problems)
         fields: dict[str, Record] = {}
         for klass in reversed(cls.__mro__):
             for key, record in vars(klass).get('_declared', {}).items():
@@ -190,6 +196,7 @@ class Model(metaclass=ModelType):
     _fields: dict[str, Record] = {}
     #: attribute names a field may not take (the model's methods, which the app and devioc call)
     RESERVED_NAMES = frozenset({'shutdown', 'on_ioc_exit', 'pv_names', 'RESERVED_NAMES'})
+    _groups: dict[str, Group] = {}
 
     # The model's own state, kept in ``_``-names and shown under these public names (read only); a
     # field declared with one of these names takes it over (``ioc.process`` is then that field's PV).
@@ -229,6 +236,10 @@ class Model(metaclass=ModelType):
         records, self._scan_counters = _app.scan_records(records, scanned)
         self._hooks = _app.Hooks(self, self._callbacks, scanned)
         # -- end devioc.app
+        # write_<field> callbacks (devioc.writes): hidden records beside those fields
+        from . import writes
+        self._write_plans, self._extra_records = writes.plan(type(self), self._callbacks, records, lambda att: (
+            writes.write_callback_for(self._callbacks, att, self._fields) or groups.callback_for(type(self), att, 'write_')))
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -264,12 +275,14 @@ class Model(metaclass=ModelType):
         # softIoc spends ~0.5 s in iocInit: import the reactor and libca and make the PVs meanwhile
         from twisted.internet import reactor
 
+        from . import writes
         from .channels import PV
 
         callbacks = {}
         for attname, (pv_name, _) in records.items():
-            callback = callback_for(self._callbacks, attname, self._fields)
+            callback = callback_for(self._callbacks, attname, self._fields) or groups.callback_for(type(self), attname)
             pv = PV(pv_name, self._fields[attname], self, callback)
+            writes.attach(pv, self._write_plans.get(attname))
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             if callback is not None:
@@ -302,8 +315,9 @@ class Model(metaclass=ModelType):
         records = self._records
         if self._autosave is not None:  # the saved values go into the .db: records start holding them
             records = self._autosave.restore(records)
+        # hidden records: devioc.app's scan counters, devioc.writes' twins and detectors
         db_file.write_text(render.render_db(type(self), self._device_name, records=records,
-                                            extra=self._scan_counters))   # devioc.app: hidden scan counters
+                                            extra=list(self._scan_counters) + list(self._extra_records)))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         if self._health is not None:   # devioc.health: its records, in the same database
             with db_file.open('a') as db:

@@ -634,12 +634,18 @@ class Array(Record):
     Args:
         type: element type: int (LONG), float (DOUBLE), str (STRING), or an FTVL name such as 'SHORT'.
         length: number of elements (NELM).
+        default: initial elements (at most ``length``; numbers in the FTVL's range, or strings of at
+            most 39 bytes for STRING), loaded at iocInit through a constant input link
+            (``INP={"const": [...]}``, EPICS 7 JSON link; a waveform's VAL cannot be set in a .db
+            file). Errors: devioc.E015 (not a list), E018 (too long, out of range), E019 (wrong type),
+            E017 (given with INP).
     """
 
     record_type = 'waveform'
     value_kind = 'array'
 
-    def __init__(self, name: str, type: Any = int, length: int = 256, **kwargs: Any):  # noqa: A002
+    def __init__(self, name: str, type: Any = int, length: int = 256, default: Any = None,  # noqa: A002
+                 **kwargs: Any):
         super().__init__(name, **kwargs)
         ftvl = ARRAY_TYPES.get(type, type) if isinstance(type, (str, builtins.type)) else type
         if isinstance(ftvl, str):
@@ -661,6 +667,16 @@ class Array(Record):
         # array, and a callback that writes back would loop; MPST='Always' restores EPICS' default
         self.default_field('MPST', 'On Change')
         self.default_field('APST', 'On Change')
+        self.default = default
+        if default is not None:
+            from .array_default import check_default, const_elements
+            problems = [Problem(*p) for p in check_default(default, ftvl, length)]
+            self.problems.extend(problems)
+            if 'INP' in self.user_fields:
+                self.problems.append(Problem('devioc.E017', 'default= and INP both set the initial value',
+                                             'give one of them'))
+            elif not problems:
+                self.default_field('INP', {'const': const_elements(default, ftvl)})
 
     def to_ca(self, value: Any, name: str, choices: tuple[str, ...] = ()) -> Any:
         """A list of bytes (FTVL STRING) or a numpy array, checked element by element."""

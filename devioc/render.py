@@ -78,7 +78,7 @@ def render_db(model_class: type, device: str, macros: Mapping[str, str] | None =
 
     Args:
         extra: more records, ``(record type, name, fields)``, after the model's own (the hidden scan
-            counters of :mod:`devioc.app`).
+            counters of :mod:`devioc.app`, the twins and detectors of :mod:`devioc.writes`).
     """
     if records is None:
         records = expand_model(model_class, device, macros)
@@ -87,7 +87,7 @@ def render_db(model_class: type, device: str, macros: Mapping[str, str] | None =
         rtype = model_class._fields[att].record
         defs = dbd.fields(rtype)
         items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
-    for rtype, name, fields in extra:   # devioc.app: hidden records
+    for rtype, name, fields in extra:   # hidden records
         defs = dbd.fields(rtype)
         items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
     return environment().get_template('model.db.j2').render(
