@@ -19,9 +19,14 @@ Rules (all follow from EPICS base's record processing):
   one. Puts with callback are queued by softIoc (dbNotify) and each completes after its own turn.
 - A handler that raises, or whose Deferred fails, completes the put anyway; the traceback is logged.
   The client's put still reports success: base's CA link put (``dbCaPutLinkCallback``) carries no
-  status back to the record, so neither the put's status nor the record's alarm can show it.
+  status back to the record. The record shows it instead: Float, Integer, Toggle and String fields
+  complete that write in UDF alarm (severity UDFS, INVALID by default) until the next write clears
+  it. (A helper record ``<device>:_blockingN`` per such field sets the record's UDF, without
+  processing it, before the write completes; mbbo and mbboDirect do not check UDF then, so Enum
+  and BinaryOutput fields only log the failure.)
 - A handler that does not finish within ``blocking_timeout`` seconds (default 60) releases the put:
-  it completes, an error is logged, and the handler goes on running; its late end is ignored.
+  it completes in the same alarm, an error is logged, and the handler goes on running; its late end
+  is ignored.
 - The app's own puts to a blocking field (``ioc.<field>.put``, any thread) are never held for the
   app: they call ``do_<field>`` but complete at once, so ``put(wait=True)`` from the reactor thread
   does not wait for itself.
@@ -44,6 +49,11 @@ logger = logging.getLogger(__name__)
 #: record types whose "Async Soft Channel" output device support completes on the link's put
 BLOCKING_RECORD_TYPES = {'ao': 'float', 'longout': 'int', 'mbbo': 'int', 'bo': 'int', 'mbboDirect': 'int',
                          'stringout': 'string'}
+#: record types that check UDF again when an asynchronous write completes (their second processing
+#: phase): a failed or timed-out write leaves them in UDF alarm (severity UDFS) until the next write.
+#: mbbo and mbboDirect do not (EPICS base 7.0.8): for Enum and BinaryOutput the failure is only logged.
+ALARM_RECORD_TYPES = ('ao', 'longout', 'bo', 'stringout')
+MAX_NAME = 60
 DEVICE = 'Async Soft Channel'
 DEFAULT_TIMEOUT = 60.0
 CHECK_ID = 'devioc.E026'
@@ -96,6 +106,9 @@ class _Field:
         self.timeout = float(record.blocking_timeout or DEFAULT_TIMEOUT)
         self.handler: Callable | None = None
         self.pv: Any = None
+        #: the helper record that puts this field's record in UDF alarm (None: the kind cannot show it)
+        self.flag_name: str | None = None
+        self.flag: Any = None
         self._own = 0
         self._lock = threading.Lock()
 
@@ -136,33 +149,46 @@ class _Field:
         done: concurrent.futures.Future = concurrent.futures.Future()
         reactor.callFromThread(self._call, handler, value, done)
         try:
-            await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.timeout)
+            ok = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.timeout)
         except asyncio.TimeoutError:
             logger.error('%s: do_%s(%r) did not finish within blocking_timeout=%g s: the client\'s put is '
                          'completed now, the handler goes on', self.pv_name, self.attname, value, self.timeout)
+            ok = False
+        if not ok:
+            await asyncio.get_running_loop().run_in_executor(None, self.raise_alarm)
+
+    def raise_alarm(self) -> None:
+        """Put the record in UDF alarm for the write being completed (a worker thread; waits for softIoc)."""
+        if self.flag is None:
+            return
+        try:
+            if not self.flag.put(1, wait=True, timeout=5.0):
+                logger.error('%s: could not set the alarm of the failed write', self.pv_name)
+        except Exception:  # not connected, model shutting down: the failure is logged already
+            logger.exception('%s: could not set the alarm of the failed write', self.pv_name)
 
     # -- the handler, on the reactor thread
     def _call(self, handler: Callable, value: Any, done: concurrent.futures.Future | None) -> None:
         from twisted.internet import defer
 
-        def finish(_: Any = None) -> None:
+        def finish(_: Any = None, ok: bool = True) -> None:
             if done is not None and not done.done():
                 try:
-                    done.set_result(None)
+                    done.set_result(ok)
                 except concurrent.futures.InvalidStateError:  # cancelled meanwhile (server stopping)
                     pass
 
         def failed(failure: Any) -> None:
             logger.error('%s: do_%s(%r) failed; the put is completed anyway:\n%s', self.pv_name, self.attname,
                          value, failure.getTraceback())
-            finish()
+            finish(ok=False)
 
         try:
             result = handler(self.pv, value, self.model)
         except Exception:
             logger.exception('%s: do_%s(%r) raised; the put is completed anyway', self.pv_name, self.attname,
                              value)
-            finish()
+            finish(ok=False)
             return
         if inspect.iscoroutine(result):
             result = defer.ensureDeferred(result)
@@ -209,9 +235,13 @@ class Blocking:
         self.server = AppServer()
         token = uuid.uuid4().hex[:8]
         self.fields: dict[str, _Field] = {}
-        for attname, record in blocking_fields(type(model)).items():
+        taken = {name for name, _ in records.values()}
+        for index, (attname, record) in enumerate(blocking_fields(type(model)).items()):
             pv_name = records[attname][0]
             field = _Field(model, attname, record, pv_name, f'{pv_name}:_app{os.getpid()}{token}')
+            flag = f'{model._device_name}:_blocking{index}'
+            if record.record in ALARM_RECORD_TYPES and len(flag.encode()) <= MAX_NAME and flag not in taken:
+                field.flag_name = flag
             self.fields[attname] = field
             self.server.add(field.hidden, field.kind, field.write)
 
@@ -220,6 +250,26 @@ class Blocking:
         self.server.start()
         for attname, field in self.fields.items():
             records[attname][1]['OUT'] = f'{field.hidden} CA'
+
+    def extra_db(self) -> str:
+        """The .db text of the helper records that put a blocking record in alarm (appended to the model's)."""
+        text = []
+        for field in self.fields.values():
+            if field.flag_name:
+                text.append(f'record(longout, "{dbd.dbstring(field.flag_name)}") {{\n'
+                            f'    field(DESC, "devioc: UDF alarm of a failed write")\n'
+                            f'    field(OUT, "{dbd.dbstring(field.pv_name)}.UDF NPP")\n}}\n')
+        return '\n'.join(text)
+
+    def connect(self, reactor: Any) -> None:
+        """Make the channels of the helper records (they connect while the model's others do)."""
+        from .channels import PV
+        from .records import Integer
+
+        for field in self.fields.values():
+            if field.flag_name:
+                field.flag = PV(field.flag_name, Integer(field.flag_name), field.model)
+                field.flag.connect(reactor)
 
     def environ(self, env: dict[str, str]) -> None:
         """Add the server to softIoc's EPICS_CA_ADDR_LIST (the user's list is kept)."""
@@ -236,8 +286,12 @@ class Blocking:
         return _InitialOnly(callback) if callback is not None else None
 
     def stop(self) -> None:
-        """Stop the server (its thread and port)."""
+        """Stop the server (its thread and port) and drop the helper channels."""
         self.server.stop()
+        for field in self.fields.values():
+            if field.flag is not None:
+                field.flag.disconnect()
+                field.flag = None
 
 
 def attach(model: Any, records: dict[str, tuple[str, dict]]) -> Blocking | None:

@@ -232,7 +232,8 @@ class Model(metaclass=ModelType):
         self._blocking = blocking.attach(self, records)  # blocking fields: their OUT names the app's server
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
-        db_file.write_text(render.render_db(type(self), self._device_name, records=records))
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records)
+                           + (self._blocking.extra_db() if self._blocking is not None else ''))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         env = dict(os.environ)
         if ca_port:
@@ -321,6 +322,8 @@ class Model(metaclass=ModelType):
         ca.make_context([f'127.0.0.1:{port}'])
         for pv in self._pvs.values():
             pv.connect(reactor)
+        if self._blocking is not None:  # the helper records of blocking fields (devioc.blocking)
+            self._blocking.connect(reactor)
         ca_flush()
         unconnected = list(self._pvs.values())
 

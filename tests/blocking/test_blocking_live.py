@@ -39,9 +39,13 @@ class App:
         self.held.append(d)
         return d
 
-    def release(self):
+    def release(self, error=None):
         while self.held:
-            self.held.pop(0).callback(None)
+            d = self.held.pop(0)
+            if error is None:
+                d.callback(None)
+            else:
+                d.errback(error)
 
     def do_position(self, pv, value, ioc):
         return self._hold('position', value)
@@ -87,6 +91,11 @@ def motor(run_model, ca_port):
     app = App()
     ioc = run_model(Motor, callbacks=app, ca_port=ca_port)
     return ioc, app
+
+
+def alarm(pv, env):
+    """(STAT, SEVR) of a record, as the C caget reads them."""
+    return tuple(caget(f'{pv}.STAT', env, '-t').split() + caget(f'{pv}.SEVR', env, '-t').split())
 
 
 def start_caput(pv, value, env, callback=True, *args):
@@ -188,11 +197,40 @@ def test_a_handler_that_never_finishes_is_released_after_blocking_timeout(motor,
         yield until(lambda: client.poll() is not None, timeout=15, what='caput -c released by the timeout')
         assert client.returncode == 0
         assert 'did not finish within blocking_timeout=1 s' in caplog.text
+    assert alarm(name, ca_env) == ('UDF', 'INVALID')   # the record shows it
     del app.calls[:]
     client = start_caput(name, 1, ca_env)
     yield until(lambda: ('go', 1) in app.calls, what='the next write to be handled')
     yield until(lambda: client.poll() is not None, timeout=15, what='the second caput -c')
     assert client.returncode == 0
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failed_deferred_completes_the_put_in_alarm_until_the_next_write(motor, ca_env, caplog):
+    """do_position's Deferred failing: caput -c completes (exit 0), the failure is logged, and the
+    record shows UDF INVALID; the next write that succeeds clears the alarm."""
+    ioc, app = motor
+    name = f'{ioc.device_name}:position'
+    yield until(lambda: app.held, what='the initial callback')
+    app.release()
+    client = start_caput(name, 4, ca_env)   # a blocking record is not processed at start (no PINI)
+    yield until(lambda: app.held, what='do_position(4)')
+    app.release()
+    yield until(lambda: client.poll() is not None, what='the first caput -c')
+    assert alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+    with caplog.at_level(logging.ERROR, logger='devioc.blocking'):
+        client = start_caput(name, 5, ca_env)
+        yield until(lambda: app.held, what='do_position(5)')
+        app.release(RuntimeError('motor stalled'))
+        yield until(lambda: client.poll() is not None, what='caput -c after the failure')
+        assert client.returncode == 0
+        assert 'do_position(5.0) failed' in caplog.text and 'motor stalled' in caplog.text
+    assert alarm(name, ca_env) == ('UDF', 'INVALID') and ioc.position.get() == 5.0
+    client = start_caput(name, 6, ca_env)
+    yield until(lambda: app.held, what='do_position(6)')
+    app.release()
+    yield until(lambda: client.poll() is not None, what='the next caput -c')
+    assert alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM') and ioc.position.get() == 6.0
 
 
 @pytest_twisted.inlineCallbacks
