@@ -162,6 +162,10 @@ class AppServer:
             extra = {'string_encoding': 'latin-1'} if kind == 'string' else {}
             pvdb[name] = classes[kind](putter=putter, value=initial, **extra)
         context = QuietContext(pvdb, [self.host])
+        # caproto's start/stop/connect lines are noise in an app's log: ours, at WARNING unless set
+        context.log = logging.getLogger('devioc.appserver.caproto')
+        if context.log.level == logging.NOTSET:
+            context.log.setLevel(logging.WARNING)
         context.ca_server_port = self.port  # UDP search port, and the first TCP port tried
         self._loop = asyncio.get_running_loop()
 
