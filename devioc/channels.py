@@ -264,6 +264,7 @@ class PV:
         self.value_hook: Callable[['PV', Any], None] | None = None
         #: write_<field>: the app's twin and the detector (:mod:`devioc.writes`); None without one
         self._writes: Any = None
+        self._blocking = None  # a blocking field's state (devioc.blocking): the app's own puts are marked
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -459,6 +460,8 @@ class PV:
         if not wait:
             ftype, count, data = self._data(value)
             self._check(ca.libca.ca_array_put(ftype, count, self._put_chid, data))
+            if self._blocking is not None:  # devioc.blocking: the app's own put is not held for the app
+                self._blocking.own_put()
             flusher.request()
             return True
         return self._put_wait(value, timeout)
@@ -531,6 +534,8 @@ class PV:
         if status != dbr.ECA_NORMAL:
             _pending_puts.pop(key, None)
         self._check(status)
+        if self._blocking is not None:  # devioc.blocking: the app's own put is not held for the app
+            self._blocking.own_put()
 
     def _check(self, status: int, what: str = 'put to') -> None:
         if status != dbr.ECA_NORMAL:

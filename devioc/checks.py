@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import dbd
+from . import blocking, dbd
 from .macros import UndefinedMacro, expand, expand_value, has_macro
 from .records import STATE_KEYS, Record, _StringBase
 
@@ -58,6 +58,8 @@ CHECKS = {
     'devioc.E023': 'number a float field cannot represent (too large, or subnormal)',
     'devioc.E024': 'autosave= that names no field of the record type, or a field autosave cannot save and restore',
     'devioc.E025': 'field whose PV is also one of the model\'s health records (<device>:IOC:HEARTBEAT ...)',
+    'devioc.E026': 'blocking=True on a kind that cannot block (input, array, long String, calc), with out=/OUT/'
+                   'DTYP, or a bad blocking_timeout (devioc.blocking)',
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
@@ -141,6 +143,7 @@ def _field_value(record: Record, key: str, value: Any, where: str) -> list[Check
 def check_record(record: Record, where: str) -> list[CheckMessage]:
     """Checks of one declared record that need no device name or macros."""
     messages = [CheckMessage(p.id, p.msg, p.hint, where) for p in record.problems]
+    messages.extend(CheckMessage(*problem, where) for problem in blocking.problems(record))  # E026
     if record.record not in dbd.record_types():
         return messages
     if not has_macro(record.name) and _BAD_NAME_CHARS.search(record.name):

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import autosave, checks, groups, lock, render
+from . import autosave, blocking, checks, groups, lock, render
 from . import health as health_mod
 from .groups import Group  # noqa: F401  (models.Group)
 from .restart import supervisor_for
@@ -221,6 +221,7 @@ class Model(metaclass=ModelType):
         self._process: IOCProcess | None = None
         self._ioc_exit_code: int | None = None
         self._lock_file = None
+        self._blocking: blocking.Blocking | None = None  # the app server of blocking fields (devioc.blocking)
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
         self._autosave: autosave.Saver | None = None  # autosave of the fields that ask for it
@@ -256,12 +257,15 @@ class Model(metaclass=ModelType):
         self._lock_file = lock.acquire(self._device_name)
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
+        self._blocking = blocking.attach(self, records)  # blocking fields: their OUT names the app's server
         self._records = records   # as declared: a restart (devioc.restart) renders them again
         cmd_file = self._write_files()
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
             env.pop('EPICS_CAS_SERVER_PORT', None)
+        if self._blocking is not None:  # softIoc's links find the app's server through its address list
+            self._blocking.environ(env)
         self._udp_port = int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT') or DEFAULT_CA_PORT)
         self._check_port_free_here(self._udp_port)
         if ca_port:
@@ -283,6 +287,8 @@ class Model(metaclass=ModelType):
             callback = callback_for(self._callbacks, attname, self._fields) or groups.callback_for(type(self), attname)
             pv = PV(pv_name, self._fields[attname], self, callback)
             writes.attach(pv, self._write_plans.get(attname))
+            if self._blocking is not None:  # devioc.blocking: its writes call the handler, not its monitor
+                pv.callback = self._blocking.bind(attname, pv, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             if callback is not None:
@@ -318,6 +324,9 @@ class Model(metaclass=ModelType):
         # hidden records: devioc.app's scan counters, devioc.writes' twins and detectors
         db_file.write_text(render.render_db(type(self), self._device_name, records=records,
                                             extra=list(self._scan_counters) + list(self._extra_records)))
+        if self._blocking is not None:   # devioc.blocking: its helper records
+            with db_file.open('a') as db:
+                db.write(self._blocking.extra_db())
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         if self._health is not None:   # devioc.health: its records, in the same database
             with db_file.open('a') as db:
@@ -374,6 +383,8 @@ class Model(metaclass=ModelType):
         ca.make_context([f'127.0.0.1:{port}'])
         for pv in self._pvs.values():
             pv.connect(reactor)
+        if self._blocking is not None:  # the helper records of blocking fields (devioc.blocking)
+            self._blocking.connect(reactor)
         ca_flush()
         unconnected = list(self._pvs.values())
 
@@ -493,6 +504,9 @@ class Model(metaclass=ModelType):
             pv.disconnect()
         if self._process is not None:
             self._process.stop()
+        if self._blocking is not None:  # after softIoc: no link waits on it any more
+            self._blocking.stop()
+            self._blocking = None
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()
