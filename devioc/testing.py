@@ -76,14 +76,28 @@ def ca_environment() -> dict[str, str]:
     return dict(os.environ)
 
 
+#: the autosave state directory this test session made (removed at its end); None if the environment gave one
+_state_dir: list[str] = []
+
+
 def pytest_configure(config: Any) -> None:
     isolate()
+    if not os.environ.get('DEVIOC_STATE_DIR'):   # autosave files of the session's models: not in ~/.local/state
+        import tempfile
+
+        _state_dir.append(tempfile.mkdtemp(prefix='devioc-state-'))
+        os.environ['DEVIOC_STATE_DIR'] = _state_dir[0]
 
 
 def pytest_unconfigure(config: Any) -> None:
     # libca starts a caRepeater daemon on the session's repeater port; it outlives the session
     if _pool:
         stop_repeaters(os.environ['EPICS_CA_REPEATER_PORT'])
+    if _state_dir:
+        import shutil
+
+        shutil.rmtree(_state_dir.pop(), ignore_errors=True)
+        os.environ.pop('DEVIOC_STATE_DIR', None)
 
 
 @pytest.fixture
