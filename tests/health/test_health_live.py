@@ -14,7 +14,7 @@ import devioc
 from devioc import models
 from devioc.checks import ModelError
 from devioc.health import NAMES
-from devioc.testing import caget, caput, epics_tool, wait_for
+from devioc.testing import caget, caput, epics_tool
 
 
 class Plain(models.Model):
