@@ -3,6 +3,7 @@ import logging
 import re
 import signal
 import subprocess
+import threading
 import time
 
 import pytest
@@ -13,7 +14,7 @@ import devioc
 from devioc import models
 from devioc.checks import ModelError
 from devioc.health import NAMES
-from devioc.testing import caget, caput, epics_tool, wait_for
+from devioc.testing import caget, caput, epics_tool
 
 
 class Plain(models.Model):
@@ -98,6 +99,35 @@ def test_callback_errors_are_counted_and_logged_once(run_model, caplog):
     assert [r.exc_info is not None for r in records] == [True, False]
     assert 'refusing 1' in records[0].exc_text or 'refusing 1' in str(records[0].exc_info[1])
     assert re.search(r'repeated 19 times in the last \d+ s \(last: ValueError: refusing 20\)', records[1].getMessage())
+
+
+class Wedging(App):
+    def do_value(self, pv, value, ioc):
+        if value == -1:
+            time.sleep(3.0)     # a callback that blocks the reactor
+
+
+@pytest_twisted.inlineCallbacks
+def test_heartbeat_stops_while_the_reactor_is_blocked(run_model):
+    """HEARTBEAT is counted by the app's reactor: while a callback blocks it, the count stands still
+    (a wedged app is visible); afterwards it counts again."""
+    ioc = run_model(Plain, callbacks=Wedging())
+    name = f'{ioc._device_name}:IOC:HEARTBEAT'
+    yield until(lambda: int(caget(name)) >= 1, 'the first heartbeat')
+    seen = []
+
+    def watch():     # a thread of its own: the test's greenlet stands still with the reactor
+        time.sleep(0.7)
+        seen.append(caget(name))
+        time.sleep(1.5)
+        seen.append(caget(name))
+
+    watcher = threading.Thread(target=watch)
+    caput(f'{ioc._device_name}:value', '-1')
+    watcher.start()
+    yield until(lambda: not watcher.is_alive(), 'the watcher')
+    assert len(seen) == 2 and seen[0] == seen[1], seen
+    yield until(lambda: int(caget(name)) > int(seen[1]), 'HEARTBEAT to count again')
 
 
 def test_a_field_named_like_a_health_record_is_e025(device):

@@ -305,3 +305,18 @@ def test_after_a_restart_the_next_update_puts_every_value():
     health.restarted()
     health.tick()
     assert set(dict(puts)) == set(health.kinds) and dict(puts)['RESTARTS'] == 1
+
+
+def test_callback_backlog_is_the_events_waiting_for_the_reactor():
+    """CALLBACK_BACKLOG is the number of monitor events queued for do_<field> callbacks."""
+    from devioc.channels import dispatcher
+
+    model, health, _ = fake_health()
+    queued = [(None, i) for i in range(7)]
+    dispatcher.events.extend(queued)
+    try:
+        assert health.sample()['CALLBACK_BACKLOG'] == 7
+    finally:
+        for item in queued:
+            dispatcher.events.remove(item)
+    assert health.sample()['CALLBACK_BACKLOG'] == len(dispatcher.events)
