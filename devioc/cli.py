@@ -349,8 +349,12 @@ def check_command(model: str, device: str, macros: tuple) -> None:
     """
     from . import checks
 
+    from . import health
+
     model_class = _with_model(model)
     records, messages = checks.expanded(model_class, device, macros_dict(macros))
+    if health.enabled(model_class, None):   # E025, as Model(...) would refuse it
+        messages = messages + health.check_clashes(model_class, records, device)
     try:
         checks.raise_if(messages)
     except checks.ModelError as err:

@@ -19,12 +19,15 @@ SITE_FIELD = "    site = models.String('site', max_length=20, default='$(site)',
 
 @pytest.fixture(scope='module')
 def project(tmp_path_factory):
-    """A generated project whose model also has a field set by the 'site' macro."""
+    """A generated project whose model also has a field set by the 'site' macro, with the Model's
+    default restart=False (the generated restart=True is tested in tests/health): its app exits
+    when its softIoc dies."""
     root = cli.start_project('srvioc', tmp_path_factory.mktemp('proj') / 'srvioc')
     ioc = root / 'srvioc' / 'ioc.py'
     source = ioc.read_text()
     anchor = "    calc = models.Calc("
-    ioc.write_text(source.replace(anchor, SITE_FIELD + anchor, 1))
+    assert ', restart=True)' in source
+    ioc.write_text(source.replace(anchor, SITE_FIELD + anchor, 1).replace(', restart=True)', ')'))
     return root
 
 

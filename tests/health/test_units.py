@@ -320,3 +320,23 @@ def test_callback_backlog_is_the_events_waiting_for_the_reactor():
         for item in queued:
             dispatcher.events.remove(item)
     assert health.sample()['CALLBACK_BACKLOG'] == len(dispatcher.events)
+
+
+def test_devioc_check_refuses_a_field_that_clashes_with_a_health_record(tmp_path, monkeypatch):
+    """`devioc check` says E025 as Model(...) would, unless the model's Meta turns health off."""
+    from click.testing import CliRunner
+
+    from devioc import cli
+
+    (tmp_path / 'clashing.py').write_text(
+        'from devioc import models\n\n\n'
+        'class Clash(models.Model):\n'
+        "    beat = models.Integer('IOC:HEARTBEAT')\n\n\n"
+        'class Quiet(Clash):\n'
+        '    class Meta:\n'
+        '        health = False\n')
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(cli.main, ['check', 'clashing:Clash', '--device', 'DEV'])
+    assert result.exit_code == 1 and 'devioc.E025' in result.output, result.output
+    result = CliRunner().invoke(cli.main, ['check', 'clashing:Quiet', '--device', 'DEV'])
+    assert result.exit_code == 0 and 'no problems found' in result.output, result.output
