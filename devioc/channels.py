@@ -259,6 +259,8 @@ class PV:
         self._scalar = None
         self._alarm_subscription = None
         self._fresh_stamp = 0.0  # timestamp of the value read back after the last completed put
+        #: read-only to CA/PVA clients: the app writes through softIoc's shell (access, issue 14)
+        self._shell = bool(getattr(record, 'read_only', False))
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -434,6 +436,9 @@ class PV:
             ValueError: the record cannot hold ``value``.
             RuntimeError: the channel is closed or not connected.
         """
+        if self._shell:  # a read-only field (devioc.access): no CA client may write it, the app included
+            from .access import shell_put
+            return shell_put(self, value, wait, timeout)
         if not _tls.attached:
             ca_context.attach()
         if not wait:
@@ -489,6 +494,17 @@ class PV:
             else:
                 reactor.callFromThread(d.errback, PutFailed(self._refused(value, status)))
 
+        if self._shell:  # a read-only field (devioc.access)
+            from .access import shell_put
+            def processed(ok: bool) -> None:
+                if ok:
+                    completed(dbr.ECA_NORMAL)
+                else:
+                    reactor.callFromThread(d.errback, PutFailed(f'the put of {value!r} to {self.name} was not '
+                                                                'completed: the IOC exited'))
+
+            shell_put(self, value, True, 0.0, on_done=processed)
+            return d
         self._put_callback(value, completed)
         flusher.request()
         return d

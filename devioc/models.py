@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checks, lock, render
+from . import access, checks, lock, render
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -147,6 +147,25 @@ def _safe(name: str) -> str:
     return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
+def _site_acf(model_class: type, acf: str | os.PathLike | None) -> Path | None:
+    """The absolute path of a site's access security file, checked against the model's ASGs.
+
+    Raises:
+        ModelError: the file defines not every ASG the fields use (devioc.E027).
+        FileNotFoundError: the file cannot be read; the message names it.
+    """
+    if acf is None:
+        return None
+    path = Path(acf).resolve()
+    try:
+        defined = access.site_groups(path)
+    except OSError as err:
+        raise FileNotFoundError(f'{model_class.__name__}: cannot read the access security file acf={str(acf)!r}: '
+                                f'{err.strerror or err}') from None
+    checks.raise_if(access.check_access(model_class, defined))
+    return path
+
+
 class _State:
     """A model's own state under its public name (``ioc.process`` reads ``ioc._process``).
 
@@ -178,6 +197,9 @@ class Model(metaclass=ModelType):
         pva: serve the records over PV Access too (softIocPVA).
         ca_port: the CA server port (EPICS_CA_SERVER_PORT) for this IOC; the environment's by default.
         timeout: seconds to wait for all records to connect; by default 10 s + 2 ms per record.
+        acf: a site's EPICS access security file to load instead of the one devioc renders from
+            ``Meta.access`` and the read-only fields (:mod:`devioc.access`); it must define every
+            ASG the fields use, and ``DEVIOC_RO`` when a field is read-only (devioc.E027).
     """
 
     _fields: dict[str, Record] = {}
@@ -198,7 +220,7 @@ class Model(metaclass=ModelType):
 
     def __init__(self, device_name: str, callbacks: Any = None, command: str | None = 'softIoc',
                  macros: Mapping[str, Any] | None = None, *, pva: bool = False, ca_port: int | None = None,
-                 timeout: float | None = None):
+                 timeout: float | None = None, acf: str | os.PathLike | None = None):
         self._device_name = device_name
         self._db_name = type(self).__name__
         self._callbacks = callbacks if callbacks is not None else self
@@ -210,8 +232,10 @@ class Model(metaclass=ModelType):
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
 
-        records = render.expand_model(type(self), device_name, self._macros)
+        # W004 (an ASG without rules) is judged against the site's file instead when acf= is given
+        records = render.expand_model(type(self), device_name, self._macros, ignore=('devioc.W004',) if acf else ())
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
+        self._acf = _site_acf(type(self), acf)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -231,7 +255,12 @@ class Model(metaclass=ModelType):
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
         db_file.write_text(render.render_db(type(self), self._device_name, records=records))
-        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
+        acf_file = self._acf  # access (issue 14): a site's file, or the one rendered from the model
+        if acf_file is None and access.uses_access(type(self)):
+            acf_file = self._directory / f'{self._db_name}.acf'
+            acf_file.write_text(render.render_acf(type(self), self._device_name))
+        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name,
+                                              acf_filename=str(acf_file) if acf_file else None))
         env = dict(os.environ)
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
