@@ -73,6 +73,25 @@ def uses_access(model_class: type) -> bool:
         getattr(record, 'read_only', False) for record in model_class._fields.values())
 
 
+def through_shell(model: Any, record: Any) -> bool:
+    """True when the app writes this field through softIoc's shell rather than Channel Access.
+
+    The app owns its records: its own puts must not depend on the rules it gives clients (the app's
+    user is rarely among a group's writers, and a read-only field has none). So the app writes
+    through the shell every read-only field, every field of a group ``Meta.access`` restricts
+    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field with an
+    ASG other than DEFAULT. Other fields keep the CA put (its put-callback waits for asynchronous
+    processing, which the shell's ``dbpf`` does not).
+    """
+    if getattr(record, 'read_only', False):
+        return True
+    asg = record.fields.get('ASG') or DEFAULT_GROUP
+    if getattr(model, '_acf', None) is not None:
+        return asg != DEFAULT_GROUP
+    rules = meta_access(type(model))
+    return rules is not None and asg in groups(rules)
+
+
 def check_access(model_class: type, acf_groups: set[str] | None = None) -> list['CheckMessage']:
     """Check ``Meta.access`` and every field's ASG against the groups some rule defines.
 

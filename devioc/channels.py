@@ -259,8 +259,9 @@ class PV:
         self._scalar = None
         self._alarm_subscription = None
         self._fresh_stamp = 0.0  # timestamp of the value read back after the last completed put
-        #: read-only to CA/PVA clients: the app writes through softIoc's shell (access, issue 14)
-        self._shell = bool(getattr(record, 'read_only', False))
+        #: read-only to CA/PVA clients, or in a restricted group: the app writes through softIoc's shell
+        from .access import through_shell  # (access, issue 14)
+        self._shell = through_shell(model, record)
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
