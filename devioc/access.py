@@ -43,6 +43,7 @@ _GROUP_NAME = re.compile(r'^[A-Za-z0-9_\-+:.\[\]<>;]+$')
 _BAD_NAME = re.compile(r'["\\\n\r\x00]')
 _ACF_GROUP = re.compile(r'\bASG\s*\(\s*"?([^\s")]+)"?\s*\)')
 _SMALLEST_NORMAL = 2.2250738585072014e-308
+_DOUBLE = 6  # DBR_DOUBLE: the CA type of an ao/ai/calc VAL
 
 
 def meta_access(model_class: type) -> dict | None:
@@ -257,6 +258,9 @@ def shell_line(pv: Any, value: Any) -> bytes:
             break in a string, a subnormal float).
     """
     name = pv.name
+    if type(value) is float and pv.ftype == _DOUBLE and pv.nelm == 1 and value == value \
+            and (value == 0.0 or _SMALLEST_NORMAL <= abs(value) < math.inf):  # the publish fast path
+        return f"dbpf {_quote(name)} '{value!r}' >/dev/null\n".encode()
     held = pv.record.to_ca(value, name, pv.enum_strs)
     if pv.is_string:
         text = held.decode('utf-8', 'surrogateescape') if isinstance(held, bytes) else str(held)
