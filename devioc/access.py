@@ -338,7 +338,7 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
     import logging
 
     process = getattr(pv.model, '_process', None)
-    if process is None:
+    if process is None or pv._chid is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
     line = shell_line(pv, value)
     if on_done is not None:
