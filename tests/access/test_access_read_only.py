@@ -229,3 +229,20 @@ def test_read_only_over_pva_is_refused(device, ca_port, ca_env):
         assert '1.25' in got.stdout, got.stdout + got.stderr
     finally:
         model.shutdown()
+
+
+class Big(models.Model):
+    trace = models.Array('trace', type=float, length=5000, read_only=True)
+    text = models.StringInput('text', max_length=3000)
+
+
+def test_long_arrays_and_strings_go_in_one_shell_line(device, ca_port):
+    """A 5,000-element array (a ~120 kB dbpf line) and a 3,000-byte string arrive whole and exact."""
+    model = Big(device, ca_port=ca_port)
+    try:
+        data = np.random.default_rng(7).normal(size=5000)
+        assert model.trace.put(data, wait=True)
+        assert np.array_equal(model.trace.get(), data)
+        assert model.text.put('é' * 1500, wait=True) and model.text.get() == 'é' * 1500
+    finally:
+        model.shutdown()
