@@ -36,7 +36,6 @@ if TYPE_CHECKING:  # pragma: no cover
 #: the access security group of read-only fields: everyone reads, nobody writes through CA or PVA
 RO_GROUP = 'DEVIOC_RO'
 DEFAULT_GROUP = 'DEFAULT'
-ACF_NAME = '{model}.acf'
 #: group names an .acf takes unquoted (asLib's lexer: letters, digits and _-+:.[]<>;)
 _GROUP_NAME = re.compile(r'^[A-Za-z0-9_\-+:.\[\]<>;]+$')
 #: what a user or host name may hold: a quoted .acf string ends at a quote, no escapes
