@@ -262,6 +262,8 @@ class PV:
         #: read-only to CA/PVA clients, or in a restricted group: the app writes through softIoc's shell
         from .access import through_shell  # (access, issue 14)
         self._shell = through_shell(model, record)
+        #: the validate_<field> state (devioc.validation), None without a hook (issue 14 §4)
+        self._validation = None
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -321,7 +323,7 @@ class PV:
             self._has_value.set()
             if self._on_first_value is not None:
                 self._on_first_value(self)
-        if self.callback is not None:
+        if self.callback is not None or self._validation is not None:
             dispatcher.post(self._reactor, self, value)
 
     def _on_fresh(self, value: Any, severity: int, status: int, timestamp: float) -> None:
@@ -365,6 +367,9 @@ class PV:
 
     # -- callbacks (reactor thread)
     def _dispatch(self, value: Any) -> None:
+        validation = self._validation  # validate_<field> first (issue 14 §4)
+        if validation is not None and not validation.check(self, value):
+            return
         callback = self.callback
         if callback is None:  # disconnected after the event was queued
             return
@@ -595,7 +600,7 @@ class PV:
                 except Exception:  # the context may already be gone at interpreter exit
                     pass
         self._alarm_subscription = self._subscription = self._chid = None
-        self.callback = None
+        self.callback = self._validation = None
 
     def __repr__(self) -> str:
         state = 'connected' if self.connected else 'disconnected'

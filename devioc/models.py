@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import access, checks, lock, render
+from . import access, checks, lock, render, validation
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -235,6 +235,7 @@ class Model(metaclass=ModelType):
         # W004 (an ASG without rules) is judged against the site's file instead when acf= is given
         records = render.expand_model(type(self), device_name, self._macros, ignore=('devioc.W004',) if acf else ())
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
+        checks.raise_if(validation.check_validators(type(self), self._callbacks))  # issue 14 §4
         self._acf = _site_acf(type(self), acf)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
@@ -286,7 +287,10 @@ class Model(metaclass=ModelType):
             pv = PV(pv_name, self._fields[attname], self, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
-            if callback is not None:
+            validator = validation.validator_for(self._callbacks, attname)  # validate_<field> (issue 14 §4)
+            if validator is not None:
+                pv._validation = validation.Validation(validator)
+            if callback is not None or validator is not None:
                 callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
         self._connect(reactor, callbacks, started + limit, limit, env)
