@@ -104,7 +104,8 @@ def test_exposure_of_a_refused_value(tank, ca_env):
     # -t sI: each line's server timestamp as the increment since the line before
     posts = [(float(m.group(1)), float(m.group(2))) for m in re.finditer(r'\+([\d.]+)\s+(-?[\d.]+)\s*$', out, re.M)]
     windows = [later[0] for (_, value), later in zip(posts, posts[1:]) if value == -1 and later[1] == 10]
-    assert len(windows) == 10, repr(out[-600:])
+    written = sum(writer.returncode == 0 for writer in writers)   # a caput may miss its search on a busy host
+    assert written >= 5 and len(windows) == written, (written, repr(out[-600:]))
     assert caget(name, ca_env) == '10' and app.seen == [10.0]
     print(f'refused value visible: median {statistics.median(windows) * 1000:.2f} ms, '
           f'max {max(windows) * 1000:.2f} ms over {len(windows)} writes')
