@@ -265,6 +265,11 @@ class PV:
         #: write_<field>: the app's twin and the detector (:mod:`devioc.writes`); None without one
         self._writes: Any = None
         self._blocking = None  # a blocking field's state (devioc.blocking): the app's own puts are marked
+        #: read-only to CA/PVA clients, or in a restricted group: the app writes through softIoc's shell
+        from .access import through_shell  # (access, issue 14)
+        self._shell = through_shell(model, record)
+        #: the validate_<field> state (devioc.validation), None without a hook (issue 14 §4)
+        self._validation = None
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -334,7 +339,7 @@ class PV:
                 self._on_first_value(self)
         if self.value_hook is not None:
             self.value_hook(self, value)
-        if self.callback is not None:
+        if self.callback is not None or self._validation is not None:
             dispatcher.post(self._reactor, self, value)
 
     def _on_fresh(self, value: Any, severity: int, status: int, timestamp: float) -> None:
@@ -378,6 +383,9 @@ class PV:
 
     # -- callbacks (reactor thread)
     def _dispatch(self, value: Any) -> None:
+        validation = self._validation  # validate_<field> first (issue 14 §4)
+        if validation is not None and not validation.check(self, value):
+            return
         callback = self.callback
         if callback is None:  # disconnected after the event was queued
             return
@@ -455,6 +463,9 @@ class PV:
             ValueError: the record cannot hold ``value``.
             RuntimeError: the channel is closed or not connected.
         """
+        if self._shell:  # a read-only field (devioc.access): no CA client may write it, the app included
+            from .access import shell_put
+            return shell_put(self, value, wait, timeout)
         if not _tls.attached:
             ca_context.attach()
         if not wait:
@@ -512,6 +523,17 @@ class PV:
             else:
                 reactor.callFromThread(d.errback, PutFailed(self._refused(value, status)))
 
+        if self._shell:  # a read-only field (devioc.access)
+            from .access import shell_put
+            def processed(ok: bool) -> None:
+                if ok:
+                    completed(dbr.ECA_NORMAL)
+                else:
+                    reactor.callFromThread(d.errback, PutFailed(f'the put of {value!r} to {self.name} was not '
+                                                                'completed: the IOC exited'))
+
+            shell_put(self, value, True, 0.0, on_done=processed)
+            return d
         self._put_callback(value, completed)
         flusher.request()
         return d
@@ -621,7 +643,7 @@ class PV:
                 except Exception:  # the context may already be gone at interpreter exit
                     pass
         self._alarm_subscription = self._subscription = self._chid = None
-        self.callback = None
+        self.callback = self._validation = None
         if self._writes is not None:
             self._writes.disconnect()
 

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import blocking, dbd
+from . import access, blocking, dbd
 from .macros import UndefinedMacro, expand, expand_value, has_macro
 from .records import STATE_KEYS, Record, _StringBase
 
@@ -63,7 +63,10 @@ CHECKS = {
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
-    'devioc.W004': 'ASG given, but no access security file is loaded: softIoc ignores it, every client may write',
+    'devioc.W004': 'ASG that no access rule defines (no Meta.access, no acf=): softIoc puts the record in DEFAULT, '
+                   'every client may write',
+    'devioc.E027': 'access security: ASG that no rule of Meta.access or of the acf= file defines, a malformed '
+                   'Meta.access, or a read-only field the acf= file cannot protect',
 }
 
 
@@ -168,13 +171,6 @@ def check_record(record: Record, where: str) -> list[CheckMessage]:
                                          'use 0 or 1', where))
     if isinstance(record, _StringBase) and isinstance(default, str) and not has_macro(default):
         messages.extend(_string_default(record, default, where))
-    if record.fields.get('ASG') not in (None, '', 'DEFAULT'):
-        # softIoc enforces an ASG only with an access security file (asSetFilename before iocInit);
-        # devioc's .cmd loads none yet, so the field stays writable by every CA client
-        messages.append(CheckMessage('devioc.W004', f"ASG={record.fields['ASG']!r} has no effect: no access "
-                                     'security file is loaded, so every Channel Access client may write this '
-                                     'record', 'do not rely on it to make the field read-only; devioc does not '
-                                     'load access security files yet', where))
     return messages
 
 
@@ -206,6 +202,7 @@ def check_class(cls: type) -> list[CheckMessage]:
             messages.append(CheckMessage('devioc.E009', f'record name {record.name!r} is also used by '
                                          f'{cls.__name__}.{seen[record.name]}', 'give each field its own name', where))
         seen.setdefault(record.name, attname)
+    messages.extend(access.check_access(cls))  # W004 / E027: ASG groups and Meta.access (issue 14)
     return messages
 
 

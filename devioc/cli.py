@@ -300,8 +300,9 @@ def startproject(name: str, directory: str | None) -> None:
 @click.option('-o', '--output', default='.', show_default=True, type=click.Path(file_okay=False),
               help='Directory for the .db and .cmd files (created if needed).')
 def render_command(model: str, device: str, macros: tuple, output: str) -> None:
-    """Write the .db and .cmd of MODULE:Class for a device, without running it."""
-    from . import render
+    """Write the .db and .cmd of MODULE:Class for a device, without running it (and its .acf, beside the
+    .db, when the model has read-only fields or Meta.access)."""
+    from . import access, render
     from .checks import ModelError
 
     model_class = _with_model(model)
@@ -311,16 +312,23 @@ def render_command(model: str, device: str, macros: tuple, output: str) -> None:
     cmd_path = out / f'{model_class.__name__}.cmd'
     try:
         db_text = render.render_db(model_class, device, macro_map)
-        cmd_text = render.render_cmd(model_class, device, macro_map, db_filename=db_path.name)
+        acf_path = out / f'{model_class.__name__}.acf' if access.uses_access(model_class) else None  # issue 14
+        acf_text = render.render_acf(model_class, device) if acf_path else ''
+        cmd_text = render.render_cmd(model_class, device, macro_map, db_filename=db_path.name,
+                                     acf_filename=acf_path.name if acf_path else None)
     except ModelError as err:
         raise ModelProblems(model, err) from None
     try:
         out.mkdir(parents=True, exist_ok=True)
         db_path.write_text(db_text)
         cmd_path.write_text(cmd_text)
+        if acf_path:
+            acf_path.write_text(acf_text)
     except OSError as err:
         raise DeviocError(f'cannot write into {out}: {_os_reason(err)}. Give -o a directory this user can write') from None
     click.echo(f'wrote {db_path}')
+    if acf_path:
+        click.echo(f'wrote {acf_path}')
     click.echo(f'wrote {cmd_path}')
     click.echo(f'run it with: cd {shlex.quote(str(out))} && {shlex.quote(_softioc_hint())} {cmd_path.name}')
 
@@ -342,19 +350,23 @@ def list_pvs_command(model: str, device: str, macros: tuple) -> None:
 
 @main.command('check')
 @_model_options
-def check_command(model: str, device: str, macros: tuple) -> None:
+@click.option('--acf', type=click.Path(exists=True, dir_okay=False),
+              help="A site's access security file the model will run with (Model(acf=...)): every ASG must be "
+                   'defined there.')
+def check_command(model: str, device: str, macros: tuple, acf: str | None) -> None:
     """Run the model checks for MODULE:Class and a device; exit status 1 when there are errors.
 
     Warnings (devioc.W0xx) are printed too; they alone leave the exit status 0.
     """
-    from . import checks
-
-    from . import health
+    from . import access, checks, health
 
     model_class = _with_model(model)
     records, messages = checks.expanded(model_class, device, macros_dict(macros))
     if health.enabled(model_class, None):   # E025, as Model(...) would refuse it
         messages = messages + health.check_clashes(model_class, records, device)
+    if acf:  # access (issue 14): the site's file replaces Meta.access, so its groups are what count
+        messages = [m for m in messages if m.id not in ('devioc.W004', 'devioc.E027')]
+        messages += access.check_access(model_class, access.site_groups(acf))
     try:
         checks.raise_if(messages)
     except checks.ModelError as err:

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import autosave, blocking, checks, groups, lock, render
+from . import access, autosave, blocking, checks, groups, lock, render, validation
 from . import health as health_mod
 from .groups import Group  # noqa: F401  (models.Group)
 from .restart import supervisor_for
@@ -155,6 +155,25 @@ def _safe(name: str) -> str:
     return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
+def _site_acf(model_class: type, acf: str | os.PathLike | None) -> Path | None:
+    """The absolute path of a site's access security file, checked against the model's ASGs.
+
+    Raises:
+        ModelError: the file defines not every ASG the fields use (devioc.E027).
+        FileNotFoundError: the file cannot be read; the message names it.
+    """
+    if acf is None:
+        return None
+    path = Path(acf).resolve()
+    try:
+        defined = access.site_groups(path)
+    except OSError as err:
+        raise FileNotFoundError(f'{model_class.__name__}: cannot read the access security file acf={str(acf)!r}: '
+                                f'{err.strerror or err}') from None
+    checks.raise_if(access.check_access(model_class, defined))
+    return path
+
+
 class _State:
     """A model's own state under its public name (``ioc.process`` reads ``ioc._process``).
 
@@ -191,6 +210,9 @@ class Model(metaclass=ModelType):
             a policy. False (the default, the original's behaviour): the app stops when softIoc dies.
         health: serve the health records ``<device>:IOC:HEARTBEAT`` ... (:mod:`devioc.health`);
             by default ``Meta.health`` if the class says, else True.
+        acf: a site's EPICS access security file to load instead of the one devioc renders from
+            ``Meta.access`` and the read-only fields (:mod:`devioc.access`); it must define every
+            ASG the fields use, and ``DEVIOC_RO`` when a field is read-only (devioc.E027).
     """
 
     _fields: dict[str, Record] = {}
@@ -212,7 +234,8 @@ class Model(metaclass=ModelType):
 
     def __init__(self, device_name: str, callbacks: Any = None, command: str | None = 'softIoc',
                  macros: Mapping[str, Any] | None = None, *, pva: bool = False, ca_port: int | None = None,
-                 timeout: float | None = None, restart: Any = False, health: bool | None = None):
+                 timeout: float | None = None, restart: Any = False, health: bool | None = None,
+                 acf: str | os.PathLike | None = None):
         self._device_name = device_name
         self._db_name = type(self).__name__
         self._callbacks = callbacks if callbacks is not None else self
@@ -226,7 +249,8 @@ class Model(metaclass=ModelType):
         self._owner = os.getpid()
         self._autosave: autosave.Saver | None = None  # autosave of the fields that ask for it
 
-        records = render.expand_model(type(self), device_name, self._macros)
+        # W004 (an ASG without rules) is judged against the site's file instead when acf= is given
+        records = render.expand_model(type(self), device_name, self._macros, ignore=('devioc.W004',) if acf else ())
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
         # devioc.restart / devioc.health (issue 12): the supervisor, callback error counts, health records
         self._supervisor = supervisor_for(self, restart)
@@ -241,6 +265,8 @@ class Model(metaclass=ModelType):
         from . import writes
         self._write_plans, self._extra_records = writes.plan(type(self), self._callbacks, records, lambda att: (
             writes.write_callback_for(self._callbacks, att, self._fields) or groups.callback_for(type(self), att, 'write_')))
+        checks.raise_if(validation.check_validators(type(self), self._callbacks))  # issue 14 §4
+        self._acf = _site_acf(type(self), acf)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -291,7 +317,10 @@ class Model(metaclass=ModelType):
                 pv.callback = self._blocking.bind(attname, pv, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
-            if callback is not None:
+            validator = validation.validator_for(self._callbacks, attname)  # validate_<field> (issue 14 §4)
+            if validator is not None:
+                pv._validation = validation.Validation(validator)
+            if callback is not None or validator is not None:
                 callbacks[attname] = pv
         hidden = self._hooks.channels()   # devioc.app: the scan counters (monitored) and PROC channels
         self._pvs.update(hidden)
@@ -327,7 +356,12 @@ class Model(metaclass=ModelType):
         if self._blocking is not None:   # devioc.blocking: its helper records
             with db_file.open('a') as db:
                 db.write(self._blocking.extra_db())
-        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
+        acf_file = self._acf  # access (issue 14): a site's file, or the one rendered from the model
+        if acf_file is None and access.uses_access(type(self)):
+            acf_file = self._directory / f'{self._db_name}.acf'
+            acf_file.write_text(render.render_acf(type(self), self._device_name))
+        cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name,
+                                              acf_filename=str(acf_file) if acf_file else None))
         if self._health is not None:   # devioc.health: its records, in the same database
             with db_file.open('a') as db:
                 db.write(self._health.render_db())

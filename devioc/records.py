@@ -22,6 +22,7 @@ from typing import Any, ClassVar, Union
 import numpy as np
 
 from . import dbd
+from .access import RO_GROUP
 from .macros import UndefinedMacro, expand
 
 STATE_KEYS = ('ZR', 'ON', 'TW', 'TH', 'FR', 'FV', 'SX', 'SV', 'EI', 'NI', 'TE', 'EL', 'TV', 'TT', 'FT', 'FF')
@@ -67,15 +68,20 @@ class Record:
             app's ``do_<field>`` for it has finished (:mod:`devioc.blocking`).
         blocking_timeout: seconds a blocking write may be held (default 60 s); then the put
             completes anyway and the error is logged.
+        read_only: refuse every Channel Access and PV Access client's write, whoever and wherever it
+            is; the app's own ``put()`` still writes (:mod:`devioc.access`). Default: False, and
+            True for the ``*Input`` kinds unless an ``ASG=`` is given (the ASG's rules then decide).
         **fields: any EPICS field of the record type, as an uppercase keyword.
     """
 
     record_type: ClassVar[str] = ''
+    #: the default of ``read_only=`` for this kind (the ``*Input`` kinds: True)
+    read_only_default: ClassVar[bool] = False
     #: what callbacks and get() see: 'number', 'enum' (state index), 'string' or 'array'
     value_kind: ClassVar[str] = 'number'
 
     def __init__(self, name: str, *, desc: str | None = None, autosave: Any = False, blocking: bool = False,
-                 blocking_timeout: float | None = None, **fields: Any):
+                 blocking_timeout: float | None = None, read_only: bool | None = None, **fields: Any):
         self.name = name if isinstance(name, str) else str(name)
         self.problems: list[Problem] = []
         # -- blocking writes (devioc.blocking): checked by devioc.checks (E026), not EPICS fields
@@ -114,6 +120,21 @@ class Record:
         self.autosave, problems = autosave_fields(self, autosave)
         self.problems.extend(Problem('devioc.E024', msg, hint) for msg, hint in problems)
         # -- end autosave
+        self.read_only = self._read_only(read_only)  # access (issue 14)
+
+    def _read_only(self, read_only: Any) -> bool:
+        """``read_only=`` checked: a bool, not with an ASG (which says who may write)."""
+        if read_only is None:
+            return self.read_only_default and 'ASG' not in self.user_fields
+        if not isinstance(read_only, bool):
+            self.problems.append(Problem('devioc.E015', f'read_only must be True or False, not {read_only!r}',
+                                         'read_only=True'))
+            return False
+        if read_only and 'ASG' in self.user_fields:
+            self.problems.append(Problem(
+                'devioc.E015', f"read_only=True and ASG={self.fields['ASG']!r} contradict: a read-only field is "
+                'written by no client', 'drop ASG=... (the field is read-only), or read_only (the ASG decides)'))
+        return read_only
 
     def set_field(self, key: str, value: Any) -> None:
         """Set EPICS field ``key`` as the user gave it; a field given twice is reported."""
@@ -154,6 +175,8 @@ class Record:
             fields.setdefault('DTYP', 'Async Soft Channel')
         if 'PINI' not in fields and not self.writes_out():
             fields['PINI'] = 'YES'
+        if self.read_only:  # access (issue 14): the group no CA/PVA client writes
+            fields['ASG'] = RO_GROUP
         return fields
 
     def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
@@ -366,9 +389,11 @@ Enumeration = Enum
 
 
 class EnumInput(_EnumBase):
-    """Multi-state input (mbbi) for a state the app publishes; read-only to clients."""
+    """Multi-state input (mbbi) for a state the app publishes; read-only to clients
+    (``read_only=True`` by default: no CA or PVA client writes it; the app's ``put()`` does)."""
 
     record_type = 'mbbi'
+    read_only_default = True
 
     def __init__(self, name: str, choices: Any = ('OFF', 'ON'), default: Any = 0, **kwargs: Any):
         super().__init__(name, choices=choices, default=default, **kwargs)
@@ -411,9 +436,11 @@ class Toggle(_Binary):
 
 
 class BoolInput(_Binary):
-    """Binary input (bi) for an on/off state the app publishes; read-only to clients."""
+    """Binary input (bi) for an on/off state the app publishes; read-only to clients
+    (``read_only=True`` by default: no CA or PVA client writes it; the app's ``put()`` does)."""
 
     record_type = 'bi'
+    read_only_default = True
 
     def __init__(self, name: str, zname: str = 'OFF', oname: str = 'ON', default: int | None = None,
                  **kwargs: Any):
@@ -470,7 +497,8 @@ class BinaryOutput(_IntegerValue, Record):
 
 
 class BinaryInput(_IntegerValue, Record):
-    """Bit-field input (mbbiDirect): an integer read from a link, or published by the app.
+    """Bit-field input (mbbiDirect): an integer read from a link, or published by the app; read-only to
+    clients (``read_only=True`` by default).
 
     Args:
         inp: input link (INP).
@@ -479,6 +507,7 @@ class BinaryInput(_IntegerValue, Record):
     """
 
     record_type = 'mbbiDirect'
+    read_only_default = True
 
     def __init__(self, name: str, inp: str = '', shift: int = 0, default: int = 0, **kwargs: Any):
         super().__init__(name, **kwargs)
@@ -544,9 +573,11 @@ class Float(_FloatValue, _Analog):
 
 
 class IntegerInput(_IntegerValue, _Analog):
-    """Integer input (longin) for a value the app publishes; read-only to clients."""
+    """Integer input (longin) for a value the app publishes; read-only to clients
+    (``read_only=True`` by default: no CA or PVA client writes it; the app's ``put()`` does)."""
 
     record_type = 'longin'
+    read_only_default = True
 
     def __init__(self, name: str, max_val: Number = 0, min_val: Number = 0, default: Number = 0,
                  units: str = '', **kwargs: Any):
@@ -557,9 +588,11 @@ class IntegerInput(_IntegerValue, _Analog):
 
 
 class FloatInput(_FloatValue, _Analog):
-    """Floating-point input (ai) for a value the app publishes; read-only to clients."""
+    """Floating-point input (ai) for a value the app publishes; read-only to clients
+    (``read_only=True`` by default: no CA or PVA client writes it; the app's ``put()`` does)."""
 
     record_type = 'ai'
+    read_only_default = True
 
     def __init__(self, name: str, max_val: Number = 0.0, min_val: Number = 0.0, default: Number = 0.0,
                  prec: int = 4, units: str = '', **kwargs: Any):
@@ -636,9 +669,11 @@ class String(_StringBase):
 
 
 class StringInput(_StringBase):
-    """String input for text the app publishes: stringin up to max_length 40, a CHAR waveform beyond."""
+    """String input for text the app publishes: stringin up to max_length 40, a CHAR waveform beyond;
+    read-only to clients (``read_only=True`` by default)."""
 
     short_type = 'stringin'
+    read_only_default = True
 
 
 class Array(Record):

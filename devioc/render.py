@@ -58,15 +58,16 @@ def _version() -> str:
     return __version__
 
 
-def expand_model(model_class: type, device: str, macros: Mapping[str, str] | None = None) -> dict:
+def expand_model(model_class: type, device: str, macros: Mapping[str, str] | None = None,
+                 ignore: tuple[str, ...] = ()) -> dict:
     """``{attname: (pv_name, fields)}`` for a device, or ModelError listing every problem.
 
     The warnings (``devioc.W0xx``) are logged on the ``devioc.checks`` logger (on stderr when
-    logging is not configured, as in ``devioc check``).
+    logging is not configured, as in ``devioc check``), but those whose id is in ``ignore``.
     """
     records, messages = checks.expanded(model_class, device, dict(macros or {}))
     checks.raise_if(messages)
-    for message in checks.warnings_of(messages):
+    for message in [m for m in checks.warnings_of(messages) if m.id not in ignore]:
         logger.warning('%s', message)
     return records
 
@@ -96,9 +97,21 @@ def render_db(model_class: type, device: str, macros: Mapping[str, str] | None =
 
 
 def render_cmd(model_class: type, device: str, macros: Mapping[str, str] | None = None,
-               db_filename: str | None = None, env: Mapping[str, str] | None = None) -> str:
-    """The .cmd text that loads ``db_filename`` (default ``<Model>.db``) and starts the IOC."""
+               db_filename: str | None = None, env: Mapping[str, str] | None = None,
+               acf_filename: str | None = None) -> str:
+    """The .cmd text that loads ``db_filename`` (default ``<Model>.db``) and starts the IOC.
+
+    ``acf_filename``: the access security file it loads before iocInit (``asSetFilename``), if any.
+    """
     return environment().get_template('model.cmd.j2').render(
         model=model_class.__name__, device=device, version=_version(),
         db_file=db_filename or f'{model_class.__name__}.db', env=sorted((env or {}).items()),
+        acf_file=acf_filename or '',
     )
+
+
+def render_acf(model_class: type, device: str) -> str:
+    """The .acf text of ``model_class`` (:func:`devioc.access.render_acf`)."""
+    from .access import render_acf as render
+
+    return render(model_class, device)

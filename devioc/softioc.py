@@ -8,6 +8,7 @@ pipe), logged line by line, or handed raw to a console when one is attached (the
 from __future__ import annotations
 
 import collections
+import itertools
 import logging
 import os
 import re
@@ -23,6 +24,8 @@ from typing import Callable
 logger = logging.getLogger(__name__)
 
 READY_MARK = b'iocRun: All initialization complete'
+PROMPT = b'epics> '
+_MARKER = re.compile(rb'(devioc-done-\d+)\r?\n')
 LOAD_FAILED_MARK = b'failed to load'
 _DYNAMIC_PORT = re.compile(rb'dynamically assigned TCP port (\d+)')
 
@@ -198,6 +201,12 @@ class IOCProcess:
         self.proc: subprocess.Popen | None = None
         self._log = logging.getLogger(f'{__name__}.{name}')
         self._write_lock = threading.Lock()
+        # the app's own shell commands (:meth:`command`): their prompts and done markers are hidden
+        self._own_prompts = 0
+        self._count_lock = threading.Lock()  # never the write lock: a writer may wait on a full pipe
+        self._markers: dict[bytes, Callable[[bool], None]] = {}
+        self._marker_ids = itertools.count()
+        self._carry = b''
 
     @property
     def pid(self) -> int | None:
@@ -230,6 +239,10 @@ class IOCProcess:
                 chunk = b''
             if not chunk:
                 break
+            if label == 'stdout' and (self._own_prompts or self._markers or self._carry):
+                chunk = self._filter(chunk)
+                if not chunk:
+                    continue
             console = self.console
             if console is not None:
                 try:
@@ -279,10 +292,73 @@ class IOCProcess:
             self.send(f'echo {self._token}\n{self._token}\n'.encode())
         except RuntimeError:
             pass  # exited: the watcher sets ``exited``
+    # -- the app's own commands on the IOC shell (access: writes to read-only records)
+    def command(self, line: bytes, done: Callable[[bool], None] | None = None) -> None:
+        """Run one IOC shell line for the app, out of sight of the console and the log.
+
+        The line is written whole under the same lock as the console's lines (:meth:`send`), so the
+        two never interleave within a line. softIoc's prompt for it is taken out of its output, and
+        so is the ``echo`` marker that tells when the shell has run it.
+
+        Args:
+            line: one complete command, ending in a newline (e.g. a ``dbpf`` with output to /dev/null).
+            done: called on the stdout reader thread with True once softIoc has run the line (it
+                runs lines in order), or with False if softIoc exits first.
+
+        Raises:
+            RuntimeError: the IOC is not running.
+        """
+        if done is None:
+            data, prompts = line, 1
+        else:
+            marker = b'devioc-done-%d' % next(self._marker_ids)
+            self._markers[marker] = done
+            data, prompts = line + b'echo ' + marker + b'\n', 2
+        with self._count_lock:
+            self._own_prompts += prompts
+        try:
+            self.send(data)
+        except RuntimeError:
+            if done is not None:
+                self._markers.pop(marker, None)
+            raise
+
+    def _filter(self, chunk: bytes) -> bytes:
+        """softIoc's stdout without the prompts and markers of :meth:`command` (stdout reader thread)."""
+        chunk, self._carry = self._carry + chunk, b''
+        if self._markers:
+            tail = chunk.rfind(b'\n') + 1
+            if b'devioc-done-' in chunk[tail:]:  # a marker cut by the pipe: wait for the rest of its line
+                chunk, self._carry = chunk[:tail], chunk[tail:]
+            for found in _MARKER.finditer(chunk):
+                callback = self._markers.pop(found.group(1), None)
+                if callback is not None:
+                    try:
+                        callback(True)
+                    except Exception:
+                        logger.exception('a put completion callback failed')
+            chunk = _MARKER.sub(b'', chunk)
+        with self._count_lock:
+            remove = min(self._own_prompts, chunk.count(PROMPT))
+            self._own_prompts -= remove
+        if remove:
+            chunk = chunk.replace(PROMPT, b'', remove)
+        return chunk
+
+    def _fail_markers(self) -> None:
+        for marker in list(self._markers):
+            callback = self._markers.pop(marker, None)
+            if callback is not None:
+                try:
+                    callback(False)
+                except Exception:
+                    logger.exception('a put completion callback failed')
+
     def _watch(self) -> None:
         code = self.proc.wait()
         self.returncode = code
         self.exited.set()
+        self._fail_markers()
         self.ready.set()  # wake anyone waiting for readiness
         self.synced.set()
         if self.stopping:

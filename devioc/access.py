@@ -1,0 +1,365 @@
+"""Access security declared in the model: read-only fields, ``class Meta: access``, a site's .acf.
+
+EPICS Channel Access and PV Access (QSRV in softIocPVA) apply one access security file (.acf),
+loaded by ``asSetFilename`` before ``iocInit`` (EPICS Application Developer's Guide, "Access
+Security"). A record's ASG field names its group; each group's RULEs say who may READ or WRITE,
+by user (UAG) and host (HAG) as the client reports them. devioc renders that file from the model:
+
+- ``ASG(DEFAULT)``: everyone reads and writes (fields with no ASG), unless ``Meta.access`` gives
+  ``'DEFAULT'`` its own writers;
+- ``ASG(DEVIOC_RO)``: everyone reads, nobody writes: the fields declared ``read_only=True`` (the
+  ``*Input`` kinds by default);
+- one ``ASG`` per group of ``class Meta: access = {'OPS': {'users': [...], 'hosts': [...]}}``:
+  everyone reads; a client writes when its user is listed (if ``users`` is given) and its host is
+  listed (if ``hosts`` is given). A group with neither list is written by nobody.
+
+A rule cannot tell the app's own CA client from ``caput`` run by the same user on the same host,
+so the app does not write read-only records through CA at all: it writes them through softIoc's
+shell on its stdin (``dbpf``), which no access rule applies to (:func:`shell_line`, and
+:meth:`devioc.softioc.IOCProcess.command`).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .checks import CheckMessage
+
+#: the access security group of read-only fields: everyone reads, nobody writes through CA or PVA
+RO_GROUP = 'DEVIOC_RO'
+DEFAULT_GROUP = 'DEFAULT'
+#: group names an .acf takes unquoted (asLib's lexer: letters, digits and _-+:.[]<>;)
+_GROUP_NAME = re.compile(r'^[A-Za-z0-9_\-+:.\[\]<>;]+$')
+#: what a user or host name may hold: a quoted .acf string ends at a quote, no escapes
+_BAD_NAME = re.compile(r'["\\\n\r\x00]')
+_ACF_GROUP = re.compile(r'\bASG\s*\(\s*"?([^\s")]+)"?\s*\)')
+_SMALLEST_NORMAL = 2.2250738585072014e-308
+_DOUBLE = 6  # DBR_DOUBLE: the CA type of an ao/ai/calc VAL
+
+
+def meta_access(model_class: type) -> dict | None:
+    """The ``Meta.access`` declaration of a model class (or of its bases), None when there is none."""
+    meta = getattr(model_class, 'Meta', None)
+    return getattr(meta, 'access', None) if meta is not None else None
+
+
+def groups(access: Any) -> dict[str, dict[str, list[str]]]:
+    """``Meta.access`` as ``{group: {'users': [...], 'hosts': [...]}}`` (only the lists given).
+
+    Call :func:`check_access` first: malformed entries are skipped here.
+    """
+    out: dict[str, dict[str, list[str]]] = {}
+    if not isinstance(access, dict):
+        return out
+    for name, rule in access.items():
+        if not isinstance(rule, dict):
+            continue
+        out[str(name)] = {key: [str(v) for v in rule[key]] for key in ('users', 'hosts')
+                          if isinstance(rule.get(key), (list, tuple))}
+    return out
+
+
+def uses_access(model_class: type) -> bool:
+    """True when the model needs an access security file: a read-only field, or ``Meta.access``."""
+    return meta_access(model_class) is not None or any(
+        getattr(record, 'read_only', False) for record in model_class._fields.values())
+
+
+def through_shell(model: Any, record: Any) -> bool:
+    """True when the app writes this field through softIoc's shell rather than Channel Access.
+
+    The app owns its records: its own puts must not depend on the rules it gives clients (the app's
+    user is rarely among a group's writers, and a read-only field has none). So the app writes
+    through the shell every read-only field, every field of a group ``Meta.access`` restricts
+    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field with an
+    ASG other than DEFAULT. Other fields keep the CA put (its put-callback waits for asynchronous
+    processing, which the shell's ``dbpf`` does not).
+    """
+    if getattr(record, 'read_only', False):
+        return True
+    asg = record.fields.get('ASG') or DEFAULT_GROUP
+    if getattr(model, '_acf', None) is not None:
+        return asg != DEFAULT_GROUP
+    rules = meta_access(type(model))
+    return rules is not None and asg in groups(rules)
+
+
+def check_access(model_class: type, acf_groups: set[str] | None = None) -> list['CheckMessage']:
+    """Check ``Meta.access`` and every field's ASG against the groups some rule defines.
+
+    Args:
+        model_class: the model class.
+        acf_groups: the groups a site's .acf defines (``Model(acf=...)``); None when devioc renders
+            the file from ``Meta.access``.
+
+    Returns:
+        devioc.E027 errors: a malformed ``Meta.access``, an ASG that no rule defines (when
+        ``Meta.access`` or a site file is given), a read-only field the site file cannot protect;
+        devioc.W004 warnings: an ASG with neither (softIoc puts such a record in DEFAULT: everyone
+        writes; a warning, not an error, so the original devioc's models keep running).
+    """
+    from .checks import CheckMessage
+
+    messages: list[CheckMessage] = []
+    name = model_class.__name__
+    access = meta_access(model_class)
+    if access is not None and acf_groups is None:
+        messages.extend(_check_meta(access, f'{name}.Meta.access'))
+    if acf_groups is not None:
+        defined, where_defined = set(acf_groups), 'the access security file given as acf='
+    elif access is not None:
+        defined, where_defined = set(groups(access)) | {DEFAULT_GROUP, RO_GROUP}, f'{name}.Meta.access'
+    else:
+        defined, where_defined = None, ''
+    for attname, record in model_class._fields.items():
+        where = f'{name}.{attname}'
+        asg = record.fields.get('ASG')
+        if getattr(record, 'read_only', False):
+            if acf_groups is not None and RO_GROUP not in acf_groups:
+                messages.append(CheckMessage(
+                    'devioc.E027', f'the field is read-only but the access security file given as acf= defines no '
+                    f'ASG({RO_GROUP}): softIoc would put the record in DEFAULT', f'add the line '
+                    f'"ASG({RO_GROUP}) {{ RULE(1, READ) }}" to that file, or give the field read_only=False', where))
+            continue
+        if asg in (None, '', DEFAULT_GROUP) or (isinstance(asg, str) and '$' in asg):
+            continue
+        if defined is None:
+            messages.append(CheckMessage(
+                'devioc.W004', f'ASG={asg!r} is defined by no access rule: softIoc puts the record in DEFAULT, where '
+                'every Channel Access client may write it', f"declare it: class Meta: access = {{{asg!r}: {{'users': "
+                f"[...], 'hosts': [...]}}}} ({{}}: nobody writes), give acf='site.acf', or use read_only=True", where))
+        elif asg not in defined:
+            messages.append(CheckMessage(
+                'devioc.E027', f'ASG={asg!r} is defined by no rule of {where_defined}: softIoc would put the record '
+                'in DEFAULT, where every client may write it',
+                f'define ASG({asg}) there, or use one of {sorted(defined - {RO_GROUP})}', where))
+    return messages
+
+
+def _check_meta(access: Any, where: str) -> list['CheckMessage']:
+    from .checks import CheckMessage
+
+    example = "access = {'OPS': {'users': ['ops'], 'hosts': ['console1']}}"
+    if not isinstance(access, dict):
+        return [CheckMessage('devioc.E027', f'Meta.access must be a dict of groups, not {type(access).__name__}',
+                             example, where)]
+    messages = []
+    for group, rule in access.items():
+        if not isinstance(group, str) or not _GROUP_NAME.match(group) or group == RO_GROUP:
+            messages.append(CheckMessage('devioc.E027', f'group name {group!r} cannot be used', 'use letters, digits '
+                                         f'and _ (not {RO_GROUP}, which devioc keeps for read-only fields)', where))
+            continue
+        if not isinstance(rule, dict):
+            messages.append(CheckMessage('devioc.E027', f'group {group!r}: {rule!r} is not a dict', example, where))
+            continue
+        unknown = sorted(set(rule) - {'users', 'hosts'})
+        if unknown:
+            messages.append(CheckMessage('devioc.E027', f'group {group!r}: unknown key(s) {unknown}',
+                                         "give 'users' and/or 'hosts'", where))
+        for key in ('users', 'hosts'):
+            names = rule.get(key)
+            if names is None:
+                continue
+            if isinstance(names, (str, bytes)) or not isinstance(names, (list, tuple)):
+                messages.append(CheckMessage('devioc.E027', f'group {group!r}: {key} must be a list of names, not '
+                                             f'{names!r}', f"e.g. '{key}': [{names!r}]", where))
+                continue
+            for item in names:
+                if not isinstance(item, str) or not item or _BAD_NAME.search(item):
+                    messages.append(CheckMessage('devioc.E027', f'group {group!r}: {key} entry {item!r} cannot be '
+                                                 'written in an access security file', 'a non-empty name without '
+                                                 'quotes, backslashes or line breaks', where))
+    return messages
+
+
+def site_groups(path: str | os.PathLike) -> set[str]:
+    """The ASG names a site's access security file defines.
+
+    Raises:
+        OSError: the file cannot be read (the caller says which model needed it).
+    """
+    return set(_ACF_GROUP.findall(Path(path).read_text(encoding='utf-8', errors='replace')))
+
+
+def render_acf(model_class: type, device: str) -> str:
+    """The .acf text for a model: DEFAULT, DEVIOC_RO and one group per ``Meta.access`` entry.
+
+    A group's writers: its ``users`` (if given) on its ``hosts`` (if given); nobody when it gives
+    neither list, or an empty one. ``DEFAULT`` (fields without ASG) is written by everyone unless
+    ``Meta.access`` names it.
+    """
+    from .render import environment
+
+    rules = groups(meta_access(model_class))
+    default = rules.pop(DEFAULT_GROUP, None)
+    items = [_group(DEFAULT_GROUP, default), {'name': RO_GROUP, 'users': [], 'hosts': [], 'write': 'none'}]
+    items += [_group(name, rule) for name, rule in sorted(rules.items())]
+    return environment().get_template('model.acf.j2').render(
+        model=model_class.__name__, device=device, ro_group=RO_GROUP, groups=items)
+
+
+def _group(name: str, rule: dict[str, list[str]] | None) -> dict[str, Any]:
+    if rule is None:
+        return {'name': name, 'users': [], 'hosts': [], 'write': 'all'}
+    users, hosts = rule.get('users'), rule.get('hosts')
+    nobody = (users is None and hosts is None) or users == [] or hosts == []
+    return {'name': name, 'users': [f'"{u}"' for u in users or []], 'hosts': [f'"{h}"' for h in hosts or []],
+            'write': 'none' if nobody else 'rule'}
+
+
+# -- the app's own writes to read-only records, through the IOC shell
+
+def _quote(text: str) -> str:
+    """``text`` as one iocsh argument: single quotes keep everything literal, ``$(..)`` included."""
+    return "'" + text.replace("'", "'\"'\"'") + "'"
+
+
+def _number(value: Any, name: str) -> str:
+    if isinstance(value, (bool, np.bool_)):
+        return str(int(value))
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    number = float(value)
+    if math.isnan(number):
+        return 'nan'
+    if math.isinf(number):
+        return 'inf' if number > 0 else '-inf'
+    if number != 0.0 and abs(number) < _SMALLEST_NORMAL:
+        raise ValueError(f'cannot put {value!r} to {name}: the IOC shell that writes read-only fields cannot parse '
+                         'subnormal numbers (below 2.2250738585072014e-308); put 0.0')
+    return repr(number)
+
+
+def _json_number(value: Any, name: str) -> str:
+    text = _number(value, name)
+    return {'nan': 'NaN', 'inf': 'Infinity', '-inf': '-Infinity'}.get(text, text)
+
+
+def shell_line(pv: Any, value: Any) -> bytes:
+    """The ``dbpf`` line that writes ``value`` to a read-only record, as iocsh reads it.
+
+    The value is converted by the record kind first (:meth:`devioc.records.Record.to_ca`), so what
+    an app may put is what a CA put takes. Every argument is single-quoted (iocsh splits on commas
+    and expands ``$(...)`` elsewhere); numbers go as ``repr``, so a double round-trips exactly;
+    enum states by name (by index when the name is empty or shared); numeric and string arrays as
+    the JSON array dbpf parses (EPICS 7 dbpf); strings and long strings as text.
+
+    Raises:
+        ValueError: the record cannot hold ``value``, or the IOC shell cannot carry it (a line
+            break in a string, a subnormal float).
+    """
+    name = pv.name
+    if type(value) is float and pv.ftype == _DOUBLE and pv.nelm == 1 and value == value \
+            and (value == 0.0 or _SMALLEST_NORMAL <= abs(value) < math.inf):  # the publish fast path
+        return f"dbpf {_quote(name)} '{value!r}' >/dev/null\n".encode()
+    held = pv.record.to_ca(value, name, pv.enum_strs)
+    if pv.is_string:
+        text = held.decode('utf-8', 'surrogateescape') if isinstance(held, bytes) else str(held)
+        if '\n' in text or '\r' in text:
+            raise ValueError(f'cannot put that string to {name}: a read-only field is written through the IOC shell, '
+                             'one line per value, so it cannot hold a line break (CR or LF)')
+        arg = _quote(text)
+    elif pv.record.value_kind == 'enum':
+        index = int(held)
+        choices = list(pv.enum_strs)
+        label = choices[index] if index < len(choices) else ''
+        named = max((i + 1 for i, c in enumerate(choices) if c), default=0)  # the IOC's number of states
+        if label and choices.count(label) == 1:
+            arg = _quote(label)
+        elif index >= named:  # dbPut's string-to-enum takes an index below it only (Illegal choice)
+            raise ValueError(f'cannot put state {index} to {name}: a read-only field is written through the IOC '
+                             'shell, which takes states by name, or by index up to the last named state; '
+                             f'name state {index}')
+        elif str(index) not in choices:
+            arg = str(index)
+        else:
+            raise ValueError(f'cannot put state {index} to {name}: its name is empty or shared and another state '
+                             f'is named {str(index)!r}, so the IOC shell cannot tell them apart; rename the states')
+    elif pv.is_array and pv.nelm > 1:
+        if isinstance(held, list):  # FTVL STRING: bytes each
+            items = [item.decode('utf-8', 'surrogateescape') for item in held]
+            if any('\n' in item or '\r' in item for item in items):
+                raise ValueError(f'cannot put that array to {name}: a read-only field is written through the IOC '
+                                 'shell, so its strings cannot hold a line break')
+            text = json.dumps(items, ensure_ascii=True)
+        else:
+            text = '[' + ','.join(_json_number(item, name) for item in np.asarray(held).tolist()) + ']'
+        arg = _quote(text.replace("'", '\\u0027'))
+    else:
+        if isinstance(held, (list, np.ndarray)):
+            held = np.asarray(held).reshape(-1)
+            if held.size != 1:
+                raise ValueError(f'cannot put {value!r} to {name}: it holds one element')
+            held = held.tolist()[0]
+        arg = _quote(_number(held, name))
+    return f'dbpf {_quote(name)} {arg} >/dev/null\n'.encode('utf-8', 'surrogateescape')
+
+
+def _in_ca_context(callback: Callable[[bool], None]) -> Callable[[bool], None]:
+    """``callback`` made to run with the process's CA context attached (the reader thread has none:
+    a CA read-back made there without it would sit in a new, empty context for ever)."""
+    from . import ca
+
+    def attached(ok: bool) -> None:
+        ca.attach()
+        callback(ok)
+
+    return attached
+
+
+def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
+              on_done: Callable[[bool], None] | None = None) -> bool:
+    """Write ``value`` to the read-only record of ``pv`` through softIoc's shell (any thread).
+
+    Args:
+        pv: the field's :class:`devioc.channels.PV`.
+        value: the value, as for ``PV.put``.
+        wait: block until softIoc has processed the record and the CA read-back holds the value.
+        timeout: seconds to wait (with ``wait``).
+        on_done: instead of blocking, called (on a reader thread) with True once softIoc has
+            processed the record, False if the IOC went away.
+
+    Returns:
+        True once sent (no ``wait``) or processed; False, with an error logged, at the timeout.
+
+    Raises:
+        ValueError: the record cannot hold ``value`` (:func:`shell_line`).
+        RuntimeError: the IOC is not running.
+    """
+    import logging
+
+    process = getattr(pv.model, '_process', None)
+    if process is None or pv._chid is None:
+        raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    line = shell_line(pv, value)
+    if on_done is not None:
+        process.command(line, _in_ca_context(on_done))
+        return True
+    if not wait:
+        process.command(line)
+        return True
+    done = threading.Event()
+    outcome: list[bool] = []
+
+    @_in_ca_context
+    def processed(ok: bool) -> None:
+        outcome.append(ok)
+        if ok:
+            pv._read_back(done.set)
+        else:
+            done.set()
+
+    process.command(line, processed)
+    if not done.wait(timeout) or not outcome[0]:
+        why = 'the IOC exited' if process.exited.is_set() else f'it was not completed within {timeout:.1f} s'
+        logging.getLogger('devioc.channels').error('put of %r to %s failed: %s', value, pv.name, why)
+        return False
+    return True

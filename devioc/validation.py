@@ -1,0 +1,121 @@
+"""``validate_<field>(self, pv, value, ioc)``: accept, refuse or correct the values a record posts.
+
+A record in softIoc holds a client's value before Python sees it, so a refused value is visible
+until the write-back lands: the hook runs on the reactor thread as soon as the monitor event
+arrives, before ``do_<field>``, and the write-back is sent at the end of that reactor turn. Fields
+that must never show a refused value want DRVH/DRVL (``max_val``/``min_val``), an ``Enum`` or
+``read_only=True`` instead: softIoc enforces those before the value lands.
+
+The hook returns True (accept: ``do_<field>`` is called with the value), False (refuse: the record
+is put back to the last accepted value, ``do_<field>`` is not called, a warning names the refused
+value), or another value (correct: the record is put to it, and ``do_<field>`` is called with it).
+It sees every value the record posts but its first (the IOC's initial value) and devioc's own
+write-backs, the app's own puts included.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def validator_for(callbacks: Any, attname: str) -> Callable | None:
+    """The ``validate_<attname>`` method of ``callbacks``, or None."""
+    method = getattr(callbacks, f'validate_{attname}', None)
+    return method if callable(method) else None
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
+        return np.array_equal(np.asarray(a), np.asarray(b))
+    return a == b
+
+
+class Validation:
+    """The validation state of one field: its last accepted value and the write-backs in flight.
+
+    Args:
+        validator: the bound ``validate_<field>`` method.
+    """
+
+    def __init__(self, validator: Callable):
+        self.validator = validator
+        self.accepted: Any = None
+        self.started = False
+        self._echoes: list[tuple[Any, bool]] = []   # (value written back, deliver it to do_<field>)
+
+    def check(self, pv: Any, value: Any) -> bool:
+        """Run on the reactor thread for each posted value; True when ``do_<field>`` gets ``value``."""
+        if not self.started:   # the IOC's initial value
+            self.started, self.accepted = True, value
+            return True
+        for index, (echo, deliver) in enumerate(self._echoes):
+            if _same(echo, value):   # our own write-back coming back: not validated again
+                del self._echoes[index]
+                if deliver:
+                    self.accepted = value
+                return deliver
+        try:
+            verdict = self.validator(pv, value, pv.model)
+        except Exception:
+            logger.exception('validate_%s(%r) raised: the value is refused', pv.record.attname, value)
+            verdict = False
+        if verdict is True:
+            self.accepted = value
+            return True
+        if verdict is False or verdict is None:
+            logger.warning('%s: refused %r (validate_%s returned %r); put back %r', pv.name, value,
+                           pv.record.attname, verdict, self.accepted)
+            self._write_back(pv, self.accepted, deliver=False)
+            return False
+        self._write_back(pv, verdict, deliver=True)
+        return False
+
+    def _write_back(self, pv: Any, value: Any, deliver: bool) -> None:
+        if value is None:
+            return
+        echo = value
+        if pv.record.value_kind == 'enum' and not isinstance(value, (int, np.integer)):
+            try:   # a state name comes back as its index
+                echo = pv.record.to_ca(value, pv.name, pv.enum_strs)
+            except ValueError:
+                pass
+        del self._echoes[:-7]   # a write-back the record did not post (same value) is forgotten in time
+        self._echoes.append((echo, deliver))
+        try:
+            pv.put(value)
+        except (ValueError, RuntimeError) as err:
+            self._echoes.pop()
+            logger.error('%s: cannot write back %r: %s', pv.name, value, err)
+
+
+def check_validators(model_class: type, callbacks: Any) -> list:
+    """``validate_<name>`` methods that match no field (devioc.E011) or cannot take (pv, value, ioc) (E010)."""
+    import difflib
+    import inspect
+
+    from .checks import CheckMessage
+
+    messages = []
+    owner = type(callbacks).__name__
+    for attr in dir(type(callbacks)):
+        if not attr.startswith('validate_') or not callable(getattr(callbacks, attr, None)):
+            continue
+        where = f'{owner}.{attr}'
+        if attr[9:] not in model_class._fields:
+            close = difflib.get_close_matches(attr[9:], sorted(model_class._fields), n=1)
+            messages.append(CheckMessage('devioc.E011', f'validation hook {attr} matches no field of '
+                                         f'{model_class.__name__}', f'did you mean validate_{close[0]}?' if close
+                                         else 'name it validate_<field>', where))
+            continue
+        try:
+            inspect.signature(getattr(callbacks, attr)).bind(None, None, None)
+        except TypeError:
+            messages.append(CheckMessage('devioc.E010', f'validation hook {attr} cannot be called with (pv, value, '
+                                         'ioc)', f'define it as def {attr}(self, pv, value, ioc):', where))
+        except ValueError:
+            pass
+    return messages

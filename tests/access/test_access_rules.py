@@ -1,0 +1,260 @@
+"""Access rules from the model: class Meta: access renders an .acf that the .cmd loads; clients of
+other users and hosts write where a rule allows and are refused elsewhere; acf= loads a site's file;
+devioc check refuses an ASG no rule defines (devioc.E027)."""
+import getpass
+import socket
+import subprocess
+
+import pytest
+from access_helpers import run_as_other, tool_as_other_user
+from click.testing import CliRunner
+
+from devioc import access, checks, models, render
+from devioc.checks import ModelError
+from devioc.testing import caget, epics_tool
+
+ME = getpass.getuser()
+
+
+class Guarded(models.Model):
+    ops = models.Float('ops', ASG='OPS')              # written by this user only
+    hosts = models.Float('hosts', ASG='HERE')         # written from this host only
+    away = models.Float('away', ASG='AWAY')           # written from a host that is not this one
+    nobody = models.Float('nobody', ASG='LOCKED')     # a group with neither list: nobody writes
+    free = models.Float('free')                       # DEFAULT: everyone writes
+    temp = models.FloatInput('temp')                  # read-only
+
+    class Meta:
+        access = {
+            'OPS': {'users': [ME]},
+            'HERE': {'hosts': [socket.gethostname()]},
+            'AWAY': {'hosts': ['elsewhere.invalid']},
+            'LOCKED': {},
+        }
+
+
+def _put(argv, name, value, env):
+    return subprocess.run([*argv, '-c', '-w', '3', name, value], env=env, capture_output=True, text=True, timeout=20)
+
+
+@pytest.fixture
+def guarded(device, ca_port):
+    model = Guarded(device, ca_port=ca_port)
+    yield model
+    model.shutdown()
+
+
+def _refused(result):
+    return result.returncode != 0 and 'Write access denied' in result.stderr + result.stdout
+
+
+def test_rules_by_user_and_host_for_this_user(guarded, ca_env):
+    """This user on this host: OPS, HERE and DEFAULT take its caput; AWAY, LOCKED and read-only refuse it."""
+    caput = [epics_tool('caput')]
+    device = guarded.device_name
+    for field in ('ops', 'hosts', 'free'):
+        assert _put(caput, f'{device}:{field}', '1.5', ca_env).returncode == 0, field
+        assert caget(f'{device}:{field}', ca_env) == '1.5'
+    for field in ('away', 'nobody', 'temp'):
+        assert _refused(_put(caput, f'{device}:{field}', '1.5', ca_env)), field
+        assert caget(f'{device}:{field}', ca_env) == '0'
+
+
+def test_rules_by_user_for_another_user(guarded, ca_env, tmp_path):
+    """The C caput run as uid 65534 (another user, same host): refused on OPS (not its user), allowed
+    on HERE (its host) and DEFAULT; everyone reads."""
+    caput = tool_as_other_user('caput', tmp_path)
+    caget_other = tool_as_other_user('caget', tmp_path)
+    device = guarded.device_name
+    assert _refused(_put(caput, f'{device}:ops', '2', ca_env))
+    assert _put(caput, f'{device}:hosts', '3', ca_env).returncode == 0
+    assert _put(caput, f'{device}:free', '4', ca_env).returncode == 0
+    assert _refused(_put(caput, f'{device}:temp', '5', ca_env))
+    read = run_as_other([*caget_other, '-w', '3', '-t', f'{device}:hosts'], ca_env)
+    assert read.stdout.strip() == '3', read.stderr
+    assert caget(f'{device}:ops', ca_env) == '0'
+
+
+def test_the_app_writes_every_group(guarded):
+    """The app's own puts go through whatever the rules say to clients: through the shell for every
+    restricted group (this process's user is not among AWAY's or LOCKED's writers), CA for DEFAULT."""
+    assert [f for f in ('ops', 'hosts', 'away', 'nobody', 'free', 'temp') if getattr(guarded, f)._shell] == \
+        ['ops', 'hosts', 'away', 'nobody', 'temp']
+    for field in ('ops', 'hosts', 'away', 'nobody', 'free', 'temp'):
+        assert getattr(guarded, field).put(6.5, wait=True)
+        assert getattr(guarded, field).get() == 6.5
+
+
+def test_the_rendered_acf_and_the_cmd_that_loads_it(guarded):
+    """The .acf sits beside the .db; the .cmd loads it with asSetFilename before dbLoadRecords and
+    iocInit; EPICS' ascheck accepts it."""
+    directory = guarded.directory
+    acf = directory / 'Guarded.acf'
+    cmd = (directory / 'Guarded.cmd').read_text().splitlines()
+    assert f'asSetFilename("{acf}")' in cmd
+    assert cmd.index(f'asSetFilename("{acf}")') < cmd.index('dbLoadRecords("Guarded.db")') < cmd.index('iocInit()')
+    text = acf.read_text()
+    assert text == render.render_acf(Guarded, guarded.device_name)
+    checked = subprocess.run([epics_tool('ascheck'), str(acf)], capture_output=True, text=True, timeout=20)
+    assert checked.returncode == 0 and not checked.stdout.strip() and not checked.stderr.strip(), checked.stderr
+
+
+def test_acf_text():
+    """The groups as EPICS access security: everyone reads, writers per group."""
+    text = access.render_acf(Guarded, 'DEV')
+    assert f'UAG(OPS_users) {{ "{ME}" }}' in text
+    assert 'HAG(AWAY_hosts) { "elsewhere.invalid" }' in text
+    assert 'ASG(DEFAULT) {\n    RULE(1, WRITE)\n}' in text
+    assert 'ASG(DEVIOC_RO) {\n    RULE(1, READ)\n}' in text
+    assert 'ASG(LOCKED) {\n    RULE(1, READ)\n}' in text
+    assert 'ASG(OPS) {\n    RULE(1, READ)\n    RULE(1, WRITE) {\n        UAG(OPS_users)\n    }\n}' in text
+
+
+def test_default_group_can_be_restricted():
+    class Strict(models.Model):
+        level = models.Float('level')
+
+        class Meta:
+            access = {'DEFAULT': {'users': ['ops'], 'hosts': ['console1']}}
+
+    text = access.render_acf(Strict, 'DEV')
+    assert 'ASG(DEFAULT) {\n    RULE(1, READ)\n    RULE(1, WRITE) {\n        UAG(DEFAULT_users)\n' \
+           '        HAG(DEFAULT_hosts)\n    }\n}' in text
+
+
+def test_a_model_without_access_renders_no_acf(device, ca_port):
+    """Old models (no read-only field, no Meta.access) run as before: no .acf, no asSetFilename."""
+    class Plain(models.Model):
+        level = models.Float('level')
+
+    assert not access.uses_access(Plain)
+    assert 'asSetFilename' not in render.render_cmd(Plain, 'DEV')
+
+
+def _ids(messages):
+    return [(m.id, m.obj) for m in messages]
+
+
+def test_e027_an_asg_no_rule_defines():
+    """With Meta.access, an ASG it does not define is refused when the class is built."""
+    with pytest.raises(ModelError) as err:
+        class Typo(models.Model):
+            level = models.Float('level', ASG='OSP')
+
+            class Meta:
+                access = {'OPS': {'users': ['ops']}}
+    assert _ids(err.value.messages) == [('devioc.E027', 'Typo.level')]
+    assert "ASG='OSP'" in str(err.value) and 'OPS' in str(err.value)
+
+
+@pytest.mark.parametrize('bad', [
+    ['OPS'], {'OPS': ['ops']}, {'OPS': {'users': 'ops'}}, {'OPS': {'user': ['ops']}}, {'OPS': {'users': ['a"b']}},
+    {'bad name': {}}, {access.RO_GROUP: {}}, {'OPS': {'hosts': ['']}},
+])
+def test_e027_malformed_meta_access(bad):
+    with pytest.raises(ModelError) as err:
+        class Bad(models.Model):
+            level = models.Float('level')
+
+            class Meta:
+                access = bad
+    assert {m.id for m in err.value.messages} == {'devioc.E027'}
+
+
+def test_w004_without_any_rules_stays_a_warning():
+    """No Meta.access and no acf=: an ASG is only a warning (the original devioc's models keep running),
+    which says how to define it."""
+    class Old(models.Model):
+        temp = models.FloatInput('temp', ASG='RO')
+
+    messages = checks.check_class(Old)
+    assert _ids(messages) == [('devioc.W004', 'Old.temp')]
+    assert 'Meta' in messages[0].hint and 'acf=' in messages[0].hint
+
+
+def test_read_only_and_asg_contradict():
+    with pytest.raises(ModelError, match='contradict'):
+        class Both(models.Model):
+            level = models.Float('level', read_only=True, ASG='OPS')
+
+            class Meta:
+                access = {'OPS': {}}
+    with pytest.raises(ModelError, match='read_only must be True or False'):
+        class Odd(models.Model):
+            level = models.Float('level', read_only='yes')
+
+
+def test_an_input_with_an_asg_follows_its_group():
+    """An *Input kind given ASG= is not read-only: the group's rules decide."""
+    class Grouped(models.Model):
+        temp = models.FloatInput('temp', ASG='OPS')
+
+        class Meta:
+            access = {'OPS': {'users': ['ops']}}
+
+    assert not Grouped._fields['temp'].read_only
+    assert 'field(ASG, "OPS")' in render.render_db(Grouped, 'D')
+
+
+SITE = """UAG(staff) { "ops" }
+ASG(DEFAULT) { RULE(1, WRITE) }
+ASG(OPS) { RULE(1, READ) RULE(1, WRITE) { UAG(staff) } }
+ASG(DEVIOC_RO) { RULE(1, READ) }
+"""
+
+
+class SiteModel(models.Model):
+    level = models.Float('level', ASG='OPS')
+    temp = models.FloatInput('temp')
+
+
+def test_site_acf_is_loaded_instead(device, ca_port, ca_env, tmp_path):
+    """Model(acf=path) loads the site's file: its OPS group (user 'ops' only) refuses this user."""
+    site = tmp_path / 'site.acf'
+    site.write_text(SITE)
+    model = SiteModel(device, ca_port=ca_port, acf=site)
+    try:
+        cmd = (model.directory / 'SiteModel.cmd').read_text()
+        assert f'asSetFilename("{site}")' in cmd
+        assert not (model.directory / 'SiteModel.acf').exists()
+        assert _refused(_put([epics_tool('caput')], f'{device}:level', '3', ca_env))
+        assert model.level.put(3.0, wait=True) and caget(f'{device}:level', ca_env) == '3'   # the app owns it
+        assert model.temp.put(2.0, wait=True) and caget(f'{device}:temp', ca_env) == '2'
+    finally:
+        model.shutdown()
+
+
+def test_site_acf_must_define_the_groups(tmp_path, device):
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(DEFAULT) { RULE(1, WRITE) }\n')
+    with pytest.raises(ModelError) as err:
+        SiteModel(device, acf=site)
+    assert _ids(err.value.messages) == [('devioc.E027', 'SiteModel.level'), ('devioc.E027', 'SiteModel.temp')]
+    assert 'ASG(DEVIOC_RO) { RULE(1, READ) }' in str(err.value)
+    with pytest.raises(FileNotFoundError, match='missing.acf'):
+        SiteModel(device, acf=tmp_path / 'missing.acf')
+
+
+def test_cli_render_writes_the_acf_and_check_refuses(tmp_path, monkeypatch):
+    from devioc.cli import main
+
+    module = tmp_path / 'guarded_model.py'
+    module.write_text('from devioc import models\n\n\nclass G(models.Model):\n'
+                      "    level = models.Float('level', ASG='OPS')\n    temp = models.FloatInput('temp')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runner = CliRunner()
+    out = tmp_path / 'out'
+    result = runner.invoke(main, ['render', 'guarded_model:G', '--device', 'DEV', '-o', str(out)])
+    assert result.exit_code == 0, result.output
+    assert (out / 'G.acf').read_text() == access.render_acf(
+        __import__('guarded_model').G, 'DEV')
+    assert 'asSetFilename("G.acf")' in (out / 'G.cmd').read_text()
+    result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV'])
+    assert result.exit_code == 0 and 'devioc.W004' in result.output
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(DEFAULT) { RULE(1, WRITE) }\n')
+    result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV', '--acf', str(site)])
+    assert result.exit_code == 1 and 'devioc.E027' in result.output and 'W004' not in result.output
+    site.write_text(SITE)
+    result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV', '--acf', str(site)])
+    assert result.exit_code == 0 and 'no problems found' in result.output, result.output
