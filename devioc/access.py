@@ -73,6 +73,33 @@ def uses_access(model_class: type) -> bool:
         getattr(record, 'read_only', False) for record in model_class._fields.values())
 
 
+def check_client_hooks(model_class: type, callbacks: Any) -> list:
+    """Client-write features on fields no client can write: refused rather than never called.
+
+    ``write_<field>`` and ``validate_<field>`` of a read-only field (devioc.E011), and
+    ``blocking=True`` with ``read_only=True`` (devioc.E026): a read-only record takes no client
+    put, so these would never run.
+    """
+    from .checks import CheckMessage
+
+    messages = []
+    for attname, record in model_class._fields.items():
+        if not getattr(record, 'read_only', False):
+            continue
+        where = f'{model_class.__name__}.{attname}'
+        if getattr(record, 'blocking', False):
+            messages.append(CheckMessage('devioc.E026', f'{attname} is read_only and blocking: no client can '
+                                         'write it, so no write is ever held', 'drop blocking=True or read_only',
+                                         where))
+        for prefix in ('write_', 'validate_'):
+            if callable(getattr(callbacks, f'{prefix}{attname}', None)):
+                messages.append(CheckMessage(
+                    'devioc.E011', f'{prefix}{attname} would never be called: {attname} is read-only to clients',
+                    f'give the field read_only=False (the *Input kinds are read-only by default), or drop '
+                    f'{prefix}{attname}', where))
+    return messages
+
+
 def through_shell(model: Any, record: Any) -> bool:
     """True when the app writes this field through softIoc's shell rather than Channel Access.
 

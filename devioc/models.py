@@ -265,7 +265,8 @@ class Model(metaclass=ModelType):
         from . import writes
         self._write_plans, self._extra_records = writes.plan(type(self), self._callbacks, records, lambda att: (
             writes.write_callback_for(self._callbacks, att, self._fields) or groups.callback_for(type(self), att, 'write_')))
-        checks.raise_if(validation.check_validators(type(self), self._callbacks))  # issue 14 §4
+        checks.raise_if(validation.check_validators(type(self), self._callbacks)  # issue 14 §4
+                        + access.check_client_hooks(type(self), self._callbacks))
         self._acf = _site_acf(type(self), acf)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)

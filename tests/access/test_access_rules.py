@@ -258,3 +258,25 @@ def test_cli_render_writes_the_acf_and_check_refuses(tmp_path, monkeypatch):
     site.write_text(SITE)
     result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV', '--acf', str(site)])
     assert result.exit_code == 0 and 'no problems found' in result.output, result.output
+
+
+def test_client_write_hooks_on_read_only_fields_are_refused():
+    """write_/validate_ of a read-only field would never run, nor would blocking: refused at start."""
+    from devioc.checks import ModelError
+
+    class Readout(models.Model):
+        temp = models.FloatInput('temp')                       # read-only by default
+        level = models.FloatInput('level', read_only=False)
+        held = models.Float('held', blocking=True, read_only=True)
+
+    class App:
+        def write_temp(self, pv, value, ioc): ...
+        def validate_temp(self, pv, value, ioc): ...
+        def write_level(self, pv, value, ioc): ...            # writable: fine
+
+    with pytest.raises(ModelError) as info:
+        Readout('NOSTART', callbacks=App())
+    found = sorted((m.id, m.obj) for m in info.value.messages)
+    assert found == [('devioc.E011', 'Readout.temp'), ('devioc.E011', 'Readout.temp'),
+                     ('devioc.E026', 'Readout.held')], found
+    assert 'read_only=False' in str(info.value)
