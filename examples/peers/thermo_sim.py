@@ -1,0 +1,42 @@
+"""caproto's ``thermo_sim.py`` in devioc: an oscillating temperature controller, simulated (poorly).
+
+Original: caproto/caproto ``caproto/ioc_examples/thermo_sim.py`` (caproto 1.3.0).
+Run: ``python -m devioc run examples/peers/thermo_sim.py:ThermoApp --device thermo``
+serves ``thermo:I`` = Tvar * exp(-(t - t0) / K) * sin(omega * t) + SP, computed each time the IOC
+scans it (every 0.1 s; ``caput thermo:I.SCAN '1 second'`` changes the rate), and the controls
+``thermo:SP`` (100), ``thermo:K`` (10), ``thermo:omega`` (pi), ``thermo:Tvar`` (10).
+Every write to SP, the same value too, restarts the decay (t0 = now).
+
+Differs: ``I`` is a real ai record, so it has alarm limits (``caput thermo:I.HIHI 120``) and
+everything else an ai has; read-only to clients, as the original's.
+"""
+import math
+import time
+
+from devioc import models
+
+
+class Thermo(models.Model):
+    readback = models.FloatInput('I', SCAN='.1 second', desc='Readback temperature')
+    setpoint = models.Float('SP', default=100, desc='Setpoint temperature')
+    K = models.Float('K', default=10, desc='Decay constant')
+    omega = models.Float('omega', default=math.pi, desc='Oscillation frequency')
+    Tvar = models.Float('Tvar', default=10, desc='Scale of oscillations')
+
+
+class ThermoApp:
+    def __init__(self, device, **kwargs):
+        self.t0 = time.monotonic()
+        self.ioc = Thermo(device, callbacks=self, **kwargs)
+
+    def write_setpoint(self, pv, value, ioc):
+        self.t0 = time.monotonic()
+
+    def scan_readback(self, pv, ioc):
+        t = time.monotonic()
+        return ioc.Tvar.get() * math.exp(-(t - self.t0) / ioc.K.get()) * math.sin(ioc.omega.get() * t) + ioc.setpoint.get()
+
+
+if __name__ == '__main__':
+    import devioc
+    devioc.run(ThermoApp)
