@@ -6,7 +6,7 @@ file, so long explanations cost nothing on either side.
 
 Usage::
 
-    python examples/peers/count_lines.py [--originals DIR]
+    python examples/peers/count_lines.py [--originals DIR] [--here]
 
 The originals are read from ``DIR/<repository>/<path>`` (e.g. ``DIR/pythonSoftIOC/docs/examples/
 example_cothread_ioc.py``, a checkout of each repository under DIR); caproto's are read from the
@@ -99,14 +99,19 @@ def find_original(port: Port, originals: Path | None) -> Path | None:
     return None
 
 
-def table(originals: Path | None = None) -> str:
-    """The comparison as a Markdown table: example, original (repository and path), both counts."""
+def table(originals: Path | None = None, link_prefix: str = 'examples/peers/') -> str:
+    """The comparison as a Markdown table: example, original (repository and path), both counts.
+
+    Args:
+        originals: where checkouts of the original repositories are (see :func:`find_original`).
+        link_prefix: what goes before an example's file name in its link (``''`` beside this file).
+    """
     rows = ['| example | original | original lines | devioc lines |', '| --- | --- | --- | --- |']
     for port in PORTS:
         found = find_original(port, originals)
         theirs = str(code_lines(found.read_text(encoding='utf-8'))) if found else '?'
         ours = code_lines((HERE / port.ours).read_text(encoding='utf-8'))
-        rows.append(f'| [`{port.ours}`](examples/peers/{port.ours}) | {port.repo} `{port.path}` | {theirs} | {ours} |')
+        rows.append(f'| [`{port.ours}`]({link_prefix}{port.ours}) | {port.repo} `{port.path}` | {theirs} | {ours} |')
     return '\n'.join(rows)
 
 
@@ -114,10 +119,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument('--originals', type=Path, default=None,
                         help='a directory holding a checkout of each original repository, by name')
+    parser.add_argument('--here', action='store_true', help="links relative to examples/peers/ (its README)")
     args = parser.parse_args(argv)
     if args.originals is not None and not args.originals.is_dir():
         parser.error(f'--originals {args.originals}: no such directory')
-    print(table(args.originals))
+    print(table(args.originals, '' if args.here else 'examples/peers/'))
     return 0
 
 
