@@ -1,8 +1,9 @@
 """The ``devioc`` command line: scaffold a project and work with a model without running it.
 
 ``devioc startproject NAME [DIR]`` (also ``devioc-startproject NAME``, the original's command)
-renders ``project_template/``; ``devioc render``, ``devioc list-pvs`` and ``devioc check`` take a
-model as ``MODULE:Class`` plus ``--device`` and ``--macro KEY=VALUE``.
+renders ``project_template/``; ``devioc run MODULE:App --device X`` runs an app (:mod:`devioc.runner`);
+``devioc render``, ``devioc list-pvs`` and ``devioc check`` take a model as ``MODULE:Class`` plus
+``--device`` and ``--macro KEY=VALUE``.
 
 Exit status: 0 success, 1 a failure reported by devioc (model errors, import errors, a refused
 target directory), 2 bad usage (unknown option, malformed argument).
@@ -396,6 +397,26 @@ def console_command(instance: str | None, socket_path: str | None) -> None:
         raise DeviocError(str(err)) from None
     with sock:
         console.attach(sock)
+
+
+@main.command('run', add_help_option=False,
+              context_settings={'ignore_unknown_options': True, 'allow_extra_args': True})
+@click.argument('target', required=False, metavar='MODULE:App')
+@click.argument('args', nargs=-1, type=click.UNPROCESSED)
+@click.pass_context
+def run_command(ctx: click.Context, target: str | None, args: tuple) -> None:
+    """Run an app (or a bare model) until it is stopped: MODULE:App --device NAME [options].
+
+    MODULE:App may also be path/to/app.py:App, and name a model class (MODULE:Model). The model's
+    macros become --<macro> options; "devioc run MODULE:App --help" lists them. Exit status: 0 after
+    a clean stop, 1 when the IOC did not start, 2 bad usage, 128+N when the IOC died by signal N.
+    """
+    if target is None or target in ('-h', '--help'):
+        click.echo(ctx.get_help())
+        return
+    from .runner import command
+
+    command(target).main(args=list(args), prog_name=f'{ctx.find_root().info_name or "devioc"} run {target}')
 
 
 def startproject_main(argv: list[str] | None = None) -> None:

@@ -212,6 +212,12 @@ class Model(metaclass=ModelType):
 
         records = render.expand_model(type(self), device_name, self._macros)
         checks.raise_if(checks.check_callbacks(type(self), self._callbacks))
+        # -- devioc.app (issue 13): on_start/on_stop, @every and scan_<field> of the callbacks object
+        from . import app as _app
+        scanned = _app.scan_methods(type(self), self._callbacks)
+        records, self._scan_counters = _app.scan_records(records, scanned)
+        self._hooks = _app.Hooks(self, self._callbacks, scanned)
+        # -- end devioc.app
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -230,7 +236,8 @@ class Model(metaclass=ModelType):
         self._directory.mkdir(parents=True, exist_ok=True)
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
-        db_file.write_text(render.render_db(type(self), self._device_name, records=records))
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records,
+                                            extra=self._scan_counters))   # devioc.app: hidden scan counters
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         env = dict(os.environ)
         if ca_port:
@@ -259,9 +266,13 @@ class Model(metaclass=ModelType):
             setattr(self, attname, pv)
             if callback is not None:
                 callbacks[attname] = pv
+        hidden = self._hooks.channels()   # devioc.app: the scan counters (monitored) and PROC channels
+        self._pvs.update(hidden)
+        callbacks.update((key, pv) for key, pv in hidden.items() if pv.callback is not None)
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
         self._connect(reactor, callbacks, started + limit, limit, env)
         self._ready = True
+        self._hooks.start()   # devioc.app: on_start, then @every and scan_<field>, once the reactor runs
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
                     time.monotonic() - started, self._process.pid, self._directory)
 
@@ -414,6 +425,8 @@ class Model(metaclass=ModelType):
         """
         if self._owner != os.getpid():
             return
+        if getattr(self, '_hooks', None) is not None:   # devioc.app: stop @every, call on_stop (once)
+            self._hooks.stop()
         self._ready = False
         for pv in self._pvs.values():
             pv.disconnect()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -72,13 +72,22 @@ def expand_model(model_class: type, device: str, macros: Mapping[str, str] | Non
 
 
 def render_db(model_class: type, device: str, macros: Mapping[str, str] | None = None,
-              records: Mapping[str, tuple[str, dict]] | None = None) -> str:
-    """The .db text of ``model_class`` for ``device``."""
+              records: Mapping[str, tuple[str, dict]] | None = None,
+              extra: Iterable[tuple[str, str, dict]] = ()) -> str:
+    """The .db text of ``model_class`` for ``device``.
+
+    Args:
+        extra: more records, ``(record type, name, fields)``, after the model's own (the hidden scan
+            counters of :mod:`devioc.app`).
+    """
     if records is None:
         records = expand_model(model_class, device, macros)
     items = []  # escaped here, by the same .dbd rules the checks apply: the template only lays the text out
     for att, (name, fields) in records.items():
         rtype = model_class._fields[att].record
+        defs = dbd.fields(rtype)
+        items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
+    for rtype, name, fields in extra:   # devioc.app: hidden records
         defs = dbd.fields(rtype)
         items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
     return environment().get_template('model.db.j2').render(

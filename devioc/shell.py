@@ -126,7 +126,7 @@ class Console:
     def detach(self) -> None:
         """Stop bridging: the IOC's output is logged again and the terminal is let go."""
         self.active = False
-        process = getattr(self.model, 'process', None)
+        process = getattr(self.model, '_process', None)
         if process is not None and process.console == self.show:
             process.console = None
         if self._stdio is not None:
@@ -236,13 +236,38 @@ def exit_status(model: Any) -> int:
     return 0 if code is None else status_of(code)
 
 
+def find_model(app: Any, model_attr: str | None = 'ioc') -> Any:
+    """The running model of ``app``: the app itself if it is a model, its ``model_attr`` attribute if
+    that holds a model, else the first of its attributes that does.
+
+    Raises:
+        TypeError: the app holds no model; the message says where to keep it.
+    """
+    from .models import Model
+
+    if isinstance(app, Model):
+        return app
+    if model_attr and isinstance(getattr(app, model_attr, None), Model):
+        return getattr(app, model_attr)
+    for value in vars(app).values() if hasattr(app, '__dict__') else ():
+        if isinstance(value, Model):
+            return value
+    raise TypeError(f'{type(app).__name__} holds no devioc model in an attribute: keep the model it makes as '
+                    f'self.{model_attr or "ioc"} (self.{model_attr or "ioc"} = MyModel(device, callbacks=self))')
+
+
 def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str = 'ioc', verbose: bool = False) -> int:
     """Start an app, serve it until SIGTERM/SIGINT, ``exit`` or the IOC's death; return an exit status.
 
+    On a stop the app's ``on_stop`` runs first (the IOC is stopped once a Deferred it returns has
+    fired, at most :data:`devioc.app.STOP_TIMEOUT` s later), then the app's ``shutdown()``, or the
+    model's when the app has none.
+
     Args:
-        app_factory: makes the app (e.g. ``lambda: MyApp(device, macros=...)``); it starts the IOC.
+        app_factory: makes the app (e.g. ``lambda: MyApp(device, macros=...)``) or a bare model; it
+            starts the IOC.
         reactor: the Twisted reactor (the global one by default).
-        model_attr: the attribute of the app that holds its model.
+        model_attr: the attribute of the app that holds its model (else the first that holds one).
         verbose: show tracebacks of start-up failures.
     """
     from .checks import ModelError
@@ -275,17 +300,31 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         status = status_of(code)   # softIoc died during start-up: its status, as when it dies later
         logger.error('exiting with status %d: the IOC died', status)
         return status
-    model = getattr(app, model_attr)
+    try:
+        model = find_model(app, model_attr)
+    except TypeError as err:
+        logger.error('%s', err)
+        shutdown_all()
+        return 1
+    stop_app = getattr(app, 'shutdown', None) or model.shutdown
 
-    def shutdown() -> None:
-        logger.info('stopping the IOC')
-        app.shutdown()
+    def shutdown() -> Any:
+        from .app import stopped
+
+        def stop(_: Any) -> None:
+            logger.info('stopping the IOC')
+            try:
+                stop_app()
+            except Exception:
+                logger.exception('%s.shutdown() raised', type(app).__name__)
+
+        return stopped(model).addBoth(stop)   # on_stop first, waited for
 
     reactor.addSystemEventTrigger('before', 'shutdown', shutdown)
     try:
         attach_console(model, reactor)
     except Exception:
-        app.shutdown()
+        stop_app()
         raise
     logger.info('serving %s (pid %d): SIGTERM, SIGINT or SIGHUP stops it', getattr(model, '_device_name', '?'),
                 os.getpid())
