@@ -85,7 +85,7 @@ def start_example(ca_port, ca_env, tmp_path):
 
 
 class Monitor:
-    """The values a pyepics monitor receives from one PV, in order."""
+    """The values a pyepics monitor receives from one PV, in order (enum PVs: state indexes)."""
 
     def __init__(self, pvname: str):
         self.values: list = []
@@ -94,9 +94,9 @@ class Monitor:
         if not self.pv.wait_for_connection(10.0):
             raise AssertionError(f'{pvname} did not connect')
 
-    def _got(self, value=None, char_value=None, **kwargs):
+    def _got(self, value=None, **kwargs):
         with self._lock:
-            self.values.append(char_value if isinstance(value, int) and self.pv.enum_strs else value)
+            self.values.append(value)
 
     def snapshot(self) -> list:
         with self._lock:
@@ -277,12 +277,13 @@ def test_decay_same_value_write_restarts(start_example, monitor):
     readback = monitor('decay:I')
     ex.put('decay:K', 0.5)
     ex.put('decay:SP', 100)
-    wait_for(lambda: done.snapshot()[-1:] == ['On'], 15, 'done On')
+    wait_for(lambda: done.snapshot()[-1:] == [1], 15, 'done On')
+    assert ex.get('decay:done') == 'On'
     assert abs(ex.getf('decay:I') - 100) < 0.05 * 90
     seen = len(readback.snapshot())
     ex.put('decay:SP', 100)       # the same value: still a write, t0 = now
-    wait_for(lambda: 'Off' in done.snapshot()[done.snapshot().index('On'):], 10, 'done Off after the write')
-    wait_for(lambda: done.snapshot()[-1:] == ['On'], 15, 'done On again')
+    wait_for(lambda: 0 in done.snapshot()[done.snapshot().index(1):], 10, 'done Off after the write')
+    wait_for(lambda: done.snapshot()[-1:] == [1], 15, 'done On again')
     assert max(readback.snapshot()[seen:]) > 104.5, 'I did not restart from SP + Tvar'
 
 
