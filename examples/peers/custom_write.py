@@ -27,6 +27,8 @@ class CustomWrite(models.Model):
 
 
 class CustomWriteApp:
+    """Each write to A or B is written into the file <directory>/A or <directory>/B."""
+
     def __init__(self, device, **kwargs):
         self.ioc = CustomWrite(device, callbacks=self, **kwargs)
 

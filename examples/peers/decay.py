@@ -26,6 +26,8 @@ class Decay(models.Model):
 
 
 class DecayApp:
+    """An exponential decay of I to the setpoint SP; done when close."""
+
     def __init__(self, device, **kwargs):
         self.t0 = time.monotonic()
         self.ioc = Decay(device, callbacks=self, **kwargs)

@@ -20,6 +20,8 @@ class MyEnum(enum.IntEnum):
 
 
 class EnumIOC(models.Model):
+    """Enumerated PVs: a bo, a bi and two mbbi records."""
+
     bo = models.Toggle('bo', zname='Zero Value', oname='One Value', high=0, default=1)
     bi = models.BoolInput('bi', zname='a', oname='b', default=0)
     mbbi = models.EnumInput('mbbi', choices=['zero', 'one', 'two', 'three', 'four'], default=1)

@@ -19,6 +19,8 @@ class ExampleIOC(models.Model):
 
 
 class ExampleApp:
+    """AI counts up every second; each write to AO is copied to AI."""
+
     def __init__(self, device, **kwargs):
         self.ioc = ExampleIOC(device, callbacks=self, **kwargs)
 

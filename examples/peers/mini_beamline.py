@@ -46,6 +46,8 @@ class MiniBeamline(models.Model):
 
 
 class MiniBeamlineApp:
+    """A pinhole, an edge and a slit detector on motors, in an oscillating beam current."""
+
     def __init__(self, device, **kwargs):
         self.ioc = MiniBeamline(device, callbacks=self, **kwargs)
 

@@ -21,6 +21,8 @@ class RandomWalk(models.Model):
 
 
 class RandomWalkApp:
+    """x takes a random step in [-1, 1) every dt seconds."""
+
     def __init__(self, device, **kwargs):
         self.ioc = RandomWalk(device, callbacks=self, **kwargs)
 

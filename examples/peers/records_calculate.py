@@ -12,6 +12,8 @@ from devioc import models
 
 
 class Calculate(models.Model):
+    """CALC = VALUE * TEST, computed by a calc record every second."""
+
     VALUE = models.Float('VALUE', default=5)
     TEST = models.Float('TEST', default=10)
     CALC = models.Calc('CALC', calc='A*B', scan='1 second', inpa='$(device):VALUE', inpb='$(device):TEST')

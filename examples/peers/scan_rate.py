@@ -21,6 +21,8 @@ class ScanRate(models.Model):
 
 
 class ScanRateApp:
+    """scanned holds the seconds between its last two scans; its SCAN field sets the rate."""
+
     last_time = None
 
     def __init__(self, device, **kwargs):

@@ -14,6 +14,8 @@ from devioc import models
 
 
 class Pairs(models.Model):
+    """Setpoint/readback pairs: each _RBV follows its setpoint through a CP link."""
+
     pair = models.Integer('pair', desc='This is the first pair, of data type int')
     pair_RBV = models.IntegerInput('pair_RBV', INP='$(device):pair CP')
     pair2 = models.Float('pair2', desc='pair2 has a separate data type of float')

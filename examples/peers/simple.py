@@ -10,6 +10,8 @@ from devioc import models
 
 
 class SimpleIOC(models.Model):
+    """Three uncoupled read/writable PVs: A (int), B (float), C (array of 3 ints)."""
+
     A = models.Integer('A', default=1, desc='An integer')
     B = models.Float('B', default=2.0, desc='A float')
     C = models.Array('C', type=int, length=3, default=[1, 2, 3], desc='An array of integers (max length 3)')

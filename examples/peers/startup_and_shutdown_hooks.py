@@ -21,6 +21,8 @@ class StartupAndShutdown(models.Model):
 
 
 class StartupAndShutdownApp:
+    """Logs when the IOC has started and before it stops."""
+
     def __init__(self, device, **kwargs):
         self.ioc = StartupAndShutdown(device, callbacks=self, **kwargs)
 

@@ -25,6 +25,8 @@ class Thermo(models.Model):
 
 
 class ThermoApp:
+    """A simulated temperature controller: I oscillates around SP with a decaying amplitude."""
+
     def __init__(self, device, **kwargs):
         self.t0 = time.monotonic()
         self.ioc = Thermo(device, callbacks=self, **kwargs)

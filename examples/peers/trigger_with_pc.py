@@ -29,6 +29,8 @@ class Triggered(models.Model):
 
 
 class TriggeredApp:
+    """A triggered detector: a put to acquire completes when the exposure is done."""
+
     def __init__(self, device, **kwargs):
         self.ioc = Triggered(device, callbacks=self, **kwargs)
 

@@ -26,6 +26,8 @@ class WorkerThread(models.Model):
 
 
 class WorkerThreadApp:
+    """Each write to request is a job for a worker thread: it sleeps that long, then counts."""
+
     def __init__(self, device, **kwargs):
         self.requests = queue.Queue()
         self.ioc = WorkerThread(device, callbacks=self, **kwargs)
