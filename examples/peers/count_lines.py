@@ -46,6 +46,7 @@ PORTS = [
     Port('custom_write.py', 'caproto/caproto', 'caproto/ioc_examples/custom_write.py'),
     Port('startup_and_shutdown_hooks.py', 'caproto/caproto', 'caproto/ioc_examples/startup_and_shutdown_hooks.py'),
     Port('worker_thread.py', 'caproto/caproto', 'caproto/ioc_examples/worker_thread.py'),
+    Port('chirp.py', 'caproto/caproto', 'caproto/ioc_examples/chirp.py'),
     Port('mini_beamline.py', 'caproto/caproto', 'caproto/ioc_examples/mini_beamline.py'),
     Port('trigger_with_pc.py', 'caproto/caproto', 'caproto/ioc_examples/too_clever/trigger_with_pc.py'),
     Port('example_ioc.py', 'DiamondLightSource/pythonSoftIOC', 'docs/examples/example_cothread_ioc.py'),

@@ -27,8 +27,11 @@ class RandomWalkApp:
         self.ioc = RandomWalk(device, callbacks=self, **kwargs)
 
     def on_start(self, ioc):
+        self.step(ioc)
+
+    def step(self, ioc):
         ioc.x.put(ioc.x.get() + 2.0 * random.random() - 1.0)
-        reactor.callLater(ioc.dt.get(), self.on_start, ioc)
+        reactor.callLater(ioc.dt.get(), self.step, ioc)
 
 
 if __name__ == '__main__':

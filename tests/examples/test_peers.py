@@ -58,17 +58,23 @@ class Example:
 
 @pytest.fixture
 def start_example(ca_port, ca_env, tmp_path):
-    """``start_example('simple.py:SimpleIOC', 'simple', 'simple:A')`` runs an example until the test ends."""
+    """``start_example('simple.py:SimpleIOC', 'simple', 'simple:A')`` runs an example until the test ends.
+
+    With ``script=True`` the example's file is run as a script (its ``devioc.run`` call), ``args`` after
+    ``--device``.
+    """
     started: list[Example] = []
 
-    def start(target: str, device: str, ready_pv: str, env: dict[str, str] | None = None) -> Example:
+    def start(target: str, device: str, ready_pv: str, env: dict[str, str] | None = None,
+              script: bool = False, args: tuple[str, ...] = ()) -> Example:
         run_env = dict(ca_env, EPICS_CA_SERVER_PORT=str(ca_port), DEVIOC_CACHE_DIR=str(tmp_path / 'cache'),
                        PYTHONUNBUFFERED='1', **(env or {}))
         log = tmp_path / f'{device}.log'
         file, cls = target.split(':')
         with open(log, 'wb') as out:
+            command = [str(PEERS / file)] if script else ['-m', 'devioc', 'run', f'{PEERS / file}:{cls}']
             proc = subprocess.Popen(
-                [sys.executable, '-m', 'devioc', 'run', f'{PEERS / file}:{cls}', '--device', device],
+                [sys.executable, *command, '--device', device, *args],
                 env=run_env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, cwd=tmp_path,
             )
         example = Example(proc, log, run_env)
@@ -134,6 +140,7 @@ CAPROTO_NAMES = [
     ('startup_and_shutdown_hooks', 'StartupAndShutdown', 'simple', 'startup_and_shutdown_hooks',
      'StartupAndShutdown', set()),
     ('worker_thread', 'WorkerThread', 'wt', 'worker_thread', 'WorkerThreadIOC', set()),
+    ('chirp', 'Chirp', 'chirp', 'chirp', 'Chirp', set()),
     ('mini_beamline', 'MiniBeamline', 'mini', 'mini_beamline', 'MiniBeamline',
      {f'mini:{d}:{p}' for d in ('ph', 'edge', 'slit') for p in ('vel', 'mtr_tick_rate')}
      | {f'mini:dot:{p}' for p in ('det', 'img_sum', 'mtrx', 'mtry', 'exp', 'shutter_open', 'ArraySizeY_RBV',
@@ -149,7 +156,8 @@ def test_pv_names_are_the_originals(ours, model, device, original, group, not_po
     """Each caproto port serves exactly the original's PV names, less the parts it says it does not port."""
     pytest.importorskip('caproto', reason='the originals ship with caproto: pip install caproto')
     module = importlib.import_module(f'caproto.ioc_examples.{original}')
-    theirs = set(getattr(module, group)(prefix=f'{device}:').pvdb)
+    kwargs = {'ramp_rate': 0.75} if original == 'chirp' else {}
+    theirs = set(getattr(module, group)(prefix=f'{device}:', **kwargs).pvdb)
     assert not_ported <= theirs, 'the not-ported list names PVs the original does not have'
     assert set(getattr(load(ours), model).pv_names(device)) == theirs - not_ported
 
@@ -347,6 +355,29 @@ def test_worker_thread(start_example):
     ex.put('wt:request', -5)          # clamped to 0 by the record: the worker lives on
     assert ex.get('wt:request') == '0'
     wait_for(lambda: ex.get('wt:response') == '4', 10, 'the clamped job')
+
+
+def test_chirp(start_example, monitor):
+    """chirp counts up ever faster (pause x ramp rate), then starts again at 0; steady counts on beside it."""
+    ex = start_example('chirp.py:ChirpApp', 'chirp', 'chirp:chirp', script=True, args=('--ramp-rate', '0.5'))
+    chirp = monitor('chirp:chirp')
+    # at 0.5 the pauses sum to 1 s and fall below 1e-14 s after 46 updates; CA may merge the fastest
+    wait_for(lambda: max(chirp.snapshot(), default=0) >= 30 and chirp.snapshot()[-1] < 30, 15, 'a chirp and its restart')
+    values = chirp.snapshot()
+    top = values.index(max(values))
+    assert values[:top + 1] == sorted(values[:top + 1]), 'chirp did not count up'
+    assert min(values[top + 1:]) < 5, 'chirp did not start again'
+    first = int(ex.get('chirp:steady'))
+    wait_for(lambda: int(ex.get('chirp:steady')) >= first + 5, 5, 'steady to count on')
+
+
+def test_chirp_refuses_a_ramp_rate_out_of_range(ca_env, tmp_path):
+    """--ramp-rate 1.5 is a usage error (exit status 2) naming the range; nothing starts."""
+    result = subprocess.run([sys.executable, str(PEERS / 'chirp.py'), '--device', 'chirp', '--ramp-rate', '1.5'],
+                            env=dict(ca_env, DEVIOC_CACHE_DIR=str(tmp_path)), capture_output=True, text=True,
+                            timeout=60)
+    assert result.returncode == 2
+    assert "Invalid value for '--ramp-rate': 1.5 is not in the range 0<x<1" in result.stderr
 
 
 def test_pythonsoftioc_example_ioc(start_example, monitor):
