@@ -9,7 +9,8 @@ Every write to SP, the same value too, restarts the decay (t0 = now).
 
 Differs: ``I`` and ``done`` are real ai/bi records (alarm limits, ZNAM/ONAM), read-only to clients.
 ``done`` is published on every scan: a bi posts only changes, so the original's "write if changed"
-guard is the record's job.
+guard is the record's job. ``K`` is clamped to 0.001..1e9 s by the record (DRVL/DRVH): the original
+divides by whatever a client writes (0: numpy warnings at every scan).
 """
 import math
 import time
@@ -21,7 +22,7 @@ class Decay(models.Model):
     readback = models.FloatInput('I', SCAN='.1 second', desc='The current readback value')
     done = models.BoolInput('done', zname='Off', oname='On', desc='Readback close to the setpoint')
     setpoint = models.Float('SP', default=100.0, desc='Where to go - the setpoint')
-    K = models.Float('K', default=10.0, desc='The decay constant')
+    K = models.Float('K', default=10.0, min_val=1e-3, max_val=1e9, units='s', desc='The decay constant')
     Tvar = models.Float('Tvar', default=10.0, desc='The scale of the initial excursion')
 
 
@@ -38,7 +39,7 @@ class DecayApp:
     def scan_readback(self, pv, ioc):
         setpoint, t_var = ioc.setpoint.get(), ioc.Tvar.get()
         value = t_var * math.exp(-(time.monotonic() - self.t0) / ioc.K.get()) + setpoint
-        ioc.done.put(abs(value - setpoint) / abs(setpoint - t_var) < 0.05)
+        ioc.done.put(abs(value - setpoint) < 0.05 * abs(setpoint - t_var))
         return value
 
 

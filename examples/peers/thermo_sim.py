@@ -8,7 +8,8 @@ scans it (every 0.1 s; ``caput thermo:I.SCAN '1 second'`` changes the rate), and
 Every write to SP, the same value too, restarts the decay (t0 = now).
 
 Differs: ``I`` is a real ai record, so it has alarm limits (``caput thermo:I.HIHI 120``) and
-everything else an ai has; read-only to clients, as the original's.
+everything else an ai has; read-only to clients, as the original's. ``K`` is clamped to 0.001..1e9 s
+by the record (DRVL/DRVH): the original divides by whatever a client writes.
 """
 import math
 import time
@@ -19,7 +20,7 @@ from devioc import models
 class Thermo(models.Model):
     readback = models.FloatInput('I', SCAN='.1 second', desc='Readback temperature')
     setpoint = models.Float('SP', default=100, desc='Setpoint temperature')
-    K = models.Float('K', default=10, desc='Decay constant')
+    K = models.Float('K', default=10, min_val=1e-3, max_val=1e9, units='s', desc='Decay constant')
     omega = models.Float('omega', default=math.pi, desc='Oscillation frequency')
     Tvar = models.Float('Tvar', default=10, desc='Scale of oscillations')
 

@@ -275,6 +275,11 @@ def test_thermo_sim(start_example, monitor):
     assert len(mon.snapshot()) == frozen, 'I still updated with SCAN Passive'
     ex.put('thermo:I.SCAN', '.2 second')
     wait_for(lambda: len(mon.snapshot()) >= frozen + 3, 10, 'I to update again at .2 second')
+    ex.put('thermo:K', 0)             # clamped: no division by zero at each scan
+    assert ex.getf('thermo:K') == 0.001
+    ex.put('thermo:SP', 55)           # with K 1 ms the oscillation is gone at once: I = SP
+    wait_for(lambda: ex.getf('thermo:I') == 55, 10, 'I = SP with K at its lower limit')
+    assert 'Traceback' not in ex.output()
 
 
 def test_decay_same_value_write_restarts(start_example, monitor):
@@ -293,6 +298,11 @@ def test_decay_same_value_write_restarts(start_example, monitor):
     wait_for(lambda: 0 in done.snapshot()[done.snapshot().index(1):], 10, 'done Off after the write')
     wait_for(lambda: done.snapshot()[-1:] == [1], 15, 'done On again')
     assert max(readback.snapshot()[seen:]) > 104.5, 'I did not restart from SP + Tvar'
+    ex.put('decay:Tvar', 100)         # no excursion (|SP - Tvar| = 0): never done, I goes on
+    wait_for(lambda: done.snapshot()[-1:] == [0], 10, 'done Off with no excursion')
+    count = len(readback.snapshot())
+    wait_for(lambda: len(readback.snapshot()) >= count + 3, 10, 'I to go on updating')
+    assert 'Traceback' not in ex.output()
 
 
 def test_scan_rate(start_example, monitor):
