@@ -188,7 +188,7 @@ class Hooks:
     """The hooks of one running model (its ``_hooks``): made by the model, started once it is up,
     stopped before it stops."""
 
-    def __init__(self, model: Any, callbacks: Any, scanned: dict[str, Callable]):
+    def __init__(self, model: Any, callbacks: Any, scanned: dict[str, Callable], reactor: Any = None):
         self.model = model
         self.callbacks = callbacks
         self.scanned = scanned
@@ -200,7 +200,7 @@ class Hooks:
         self._stopped: Any = None
         self.started = False          # the model came up: on_stop is due when it stops
         self._trigger: Any = None
-        self._reactor: Any = None
+        self._reactor: Any = reactor   # the global reactor when None, taken at start()
         self.on_start = self._hook('on_start')
         self.on_stop = self._hook('on_stop')
         self.periodic = self._periodic()
@@ -249,14 +249,14 @@ class Hooks:
     # -- start
     def start(self) -> None:
         """Run ``on_start``, then the periodic calls and the first scan calls, on the reactor (once it runs)."""
-        from twisted.internet import reactor
-
-        self._reactor = reactor
+        if self._reactor is None:
+            from twisted.internet import reactor
+            self._reactor = reactor
         self.started = True
         if self.on_stop is not None or self.periodic or self.scanned:
-            reactor.callFromThread(self._watch_shutdown)
+            self._reactor.callFromThread(self._watch_shutdown)
         if self.on_start is not None or self.periodic or self.scanned:
-            reactor.callFromThread(self._begin)
+            self._reactor.callFromThread(self._begin)
 
     def _watch_shutdown(self) -> None:
         if self.state != 'stopped':
@@ -349,7 +349,7 @@ class Hooks:
             self._stopped = defer.succeed(None)
             return self._stopped
         d = as_deferred(self.on_stop, self.model)
-        if not d.called and self._reactor is not None and self._reactor.running:
+        if not d.called and getattr(self._reactor, 'running', False):
             d.addTimeout(STOP_TIMEOUT, self._reactor)
         d.addErrback(self._failed, _name(self.on_stop), 'the IOC stops anyway')
         self._stopped = d

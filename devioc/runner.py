@@ -164,13 +164,20 @@ def _strings(value: Any) -> list[str]:
 
 
 def _scan(text: str, found: dict[str, str | None]) -> None:
+    held: list[str] = []   # the references already seen, each replaced by a token '\0<n>\0'
+
+    def restore(value: str) -> str:
+        return re.sub('\0(\\d+)\0', lambda m: held[int(m.group(1))], value)
+
+    def note(match: re.Match) -> str:
+        name = restore(match.group(1) or match.group(3)).strip()
+        default = match.group(2) if match.group(1) else match.group(4)
+        if name not in found or default is None:
+            found[name] = restore(default) if default is not None and found.get(name, '') is not None else None
+        held.append(restore(match.group(0)))
+        return f'\0{len(held) - 1}\0'
+
     for _ in range(20):   # innermost references first, then those that held them
-        def note(match: re.Match) -> str:
-            name = (match.group(1) or match.group(3)).strip()
-            default = match.group(2) if match.group(1) else match.group(4)
-            if name not in found or default is None:
-                found[name] = default if found.get(name, '') is not None else None
-            return 'x'
         text, count = _MACRO.subn(note, text)
         if not count:
             return
@@ -263,8 +270,10 @@ def command(target: Any, *, model: type | Sequence[type] | None = None, options:
             value = kwargs.pop(f'macro_{key}')
             if value is not None:
                 macro_map[key] = value
+        # an app may give macros of its own (a default from the device name): only a bare model, and
+        # the PV list, need every macro on the command line
         missing = [key for key, default in macros_defaults.items() if default is None and key not in macro_map]
-        if missing:
+        if missing and (list_pvs or _is_model(target)):
             raise click.UsageError('the model uses ' + ', '.join(
                 f'$({key}): give ' + (f'--{key} VALUE or ' if key in flags else '') + f'--macro {key}=VALUE'
                 for key in missing))
@@ -283,7 +292,7 @@ def command(target: Any, *, model: type | Sequence[type] | None = None, options:
     ]
     for key, default in flags.items():
         params.append(click.Option([f'--{key}', f'macro_{key}'], default=None, metavar='VALUE', help=(
-            f'Macro $({key}) of the model' + (f' (default: {default!r}).' if default is not None else ' (required).'))))
+            f'Macro $({key}) of the model' + (f' (default: {default!r}).' if default is not None else ' (the model gives no default).'))))
     params += [
         click.Option(['--list-pvs'], is_flag=True, help='Print the PV names this IOC would serve and exit.'),
         click.Option(['--softioc'], type=click.Path(exists=True, dir_okay=False), default=None,

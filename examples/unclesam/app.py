@@ -44,7 +44,9 @@ import logging
 import time
 from typing import Dict, List, Optional
 
-from twisted.internet import error, task
+from twisted.internet import error
+
+import devioc
 
 from . import payloads as pl
 from .dcs import Completion, DCSListener, DCSServerFactory, NotConnected
@@ -109,9 +111,6 @@ class RobotBridge(DCSListener):
         self.port = self.listener.getHost().port
         self.ioc.dcs_port.put(self.port)
         logger.info('listening for the robot DHS on %s:%d', interface, self.port)
-        self.ticker = task.LoopingCall(self.tick)
-        self.ticker.clock = reactor
-        self.ticker.start(1.0, now=False)
 
     # -- helpers ------------------------------------------------------------------------------
     def count(self, name: str) -> None:
@@ -365,6 +364,7 @@ class RobotBridge(DCSListener):
         self.ioc.heartbeat.put(int(value.split()[0]))
 
     # -- timers and health --------------------------------------------------------------------
+    @devioc.every(1.0)
     def tick(self) -> None:
         """Once a second: counters, timers, staleness and health."""
         now = time.time()
@@ -405,8 +405,6 @@ class RobotBridge(DCSListener):
 
     def shutdown(self) -> None:
         """Stop listening, drop the DHS and stop the IOC."""
-        if self.ticker.running:
-            self.ticker.stop()
         self.factory.disconnect()
         self.listener.stopListening()
         self.ioc.shutdown()

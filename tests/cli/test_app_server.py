@@ -64,6 +64,22 @@ def test_list_pvs_prints_names_without_running(start, device):
     assert len(names) == 11
 
 
+def test_macro_flag_and_help(start, device, ca_env):
+    """The model's macro is a flag of its own (--site), listed by --help with the other options."""
+    proc = start('--help')
+    out, _ = proc.communicate(timeout=30)
+    assert proc.returncode == 0, out
+    for option in ('--device', '--macro KEY=VALUE', '--site VALUE', '--list-pvs', '--softioc', '--verbose'):
+        assert option in out.decode()
+    proc = start('--device', device, '--site', 'flagged')
+    wait_for(lambda: proc.poll() is not None or answers(f'{device}:site', ca_env), timeout=30,
+             what='the IOC to serve its PVs')
+    assert caget(f'{device}:site', ca_env) == 'flagged'
+    proc.send_signal(signal.SIGINT)
+    out, _ = proc.communicate(timeout=20)
+    assert proc.returncode == 0, out.decode()
+
+
 def test_headless_run_with_macro_until_sigterm(start, device, ca_env):
     """Without a terminal the app serves its PVs (macros applied), stays up, and exits 0 on SIGTERM."""
     proc = start('--device', device, '--macro', 'site=hutch')

@@ -51,6 +51,13 @@ def test_fresh_venv_pip_install_then_pytest(tmp_path, ca_env):
     listed = run([str(venv / 'bin' / 'freshioc-server'), '--device', 'FRESH-1', '--list-pvs'], cwd=tmp_path)
     assert listed.stdout.split()[:2] == ['FRESH-1:enum', 'FRESH-1:toggle']
 
+    helped = run([str(venv / 'bin' / 'freshioc-server'), '--help'], cwd=tmp_path)
+    assert 'freshioc-server [OPTIONS]' in helped.stdout and '--list-pvs' in helped.stdout
+    # the same app through devioc's own runner, as a module path
+    listed = run([str(python), '-m', 'devioc', 'run', 'freshioc.ioc:FreshiocApp', '-d', 'FRESH-2', '--list-pvs'],
+                 cwd=tmp_path)
+    assert listed.stdout.split()[:2] == ['FRESH-2:enum', 'FRESH-2:toggle']
+
     env = {k: v for k, v in ca_env.items() if k != 'PYTEST_ADDOPTS'}
     result = run([str(python), '-m', 'pytest', '-q', '-p', 'no:cacheprovider'], cwd=project, env=env)
     assert '4 passed' in result.stdout, result.stdout
