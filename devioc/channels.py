@@ -259,6 +259,7 @@ class PV:
         self._scalar = None
         self._alarm_subscription = None
         self._fresh_stamp = 0.0  # timestamp of the value read back after the last completed put
+        self._blocking = None  # a blocking field's state (devioc.blocking): the app's own puts are marked
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -439,6 +440,8 @@ class PV:
         if not wait:
             ftype, count, data = self._data(value)
             self._check(ca.libca.ca_array_put(ftype, count, self._chid, data))
+            if self._blocking is not None:  # devioc.blocking: the app's own put is not held for the app
+                self._blocking.own_put()
             flusher.request()
             return True
         return self._put_wait(value, timeout)
@@ -511,6 +514,8 @@ class PV:
         if status != dbr.ECA_NORMAL:
             _pending_puts.pop(key, None)
         self._check(status)
+        if self._blocking is not None:  # devioc.blocking: the app's own put is not held for the app
+            self._blocking.own_put()
 
     def _check(self, status: int, what: str = 'put to') -> None:
         if status != dbr.ECA_NORMAL:

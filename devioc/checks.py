@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from . import dbd
+from . import blocking, dbd
 from .macros import UndefinedMacro, expand, expand_value, has_macro
 from .records import STATE_KEYS, Record, _StringBase
 
@@ -56,6 +56,8 @@ CHECKS = {
     'devioc.E021': 'field a database file cannot set (DBF_NOACCESS fields such as a waveform VAL, NAME)',
     'devioc.E022': 'number beyond what the field\'s C type holds (DBF_SHORT, DBF_LONG, DBF_UCHAR, ...)',
     'devioc.E023': 'number a float field cannot represent (too large, or subnormal)',
+    'devioc.E026': 'blocking=True on a kind that cannot block (input, array, long String, calc), with out=/OUT/'
+                   'DTYP, or a bad blocking_timeout (devioc.blocking)',
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
@@ -139,6 +141,7 @@ def _field_value(record: Record, key: str, value: Any, where: str) -> list[Check
 def check_record(record: Record, where: str) -> list[CheckMessage]:
     """Checks of one declared record that need no device name or macros."""
     messages = [CheckMessage(p.id, p.msg, p.hint, where) for p in record.problems]
+    messages.extend(CheckMessage(*problem, where) for problem in blocking.problems(record))  # E026
     if record.record not in dbd.record_types():
         return messages
     if not has_macro(record.name) and _BAD_NAME_CHARS.search(record.name):

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import checks, lock, render
+from . import blocking, checks, lock, render
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
@@ -207,6 +207,7 @@ class Model(metaclass=ModelType):
         self._process: IOCProcess | None = None
         self._ioc_exit_code: int | None = None
         self._lock_file = None
+        self._blocking: blocking.Blocking | None = None  # the app server of blocking fields (devioc.blocking)
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
 
@@ -234,6 +235,7 @@ class Model(metaclass=ModelType):
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
         self._directory.mkdir(parents=True, exist_ok=True)
+        self._blocking = blocking.attach(self, records)  # blocking fields: their OUT names the app's server
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
         db_file.write_text(render.render_db(type(self), self._device_name, records=records,
@@ -243,6 +245,8 @@ class Model(metaclass=ModelType):
         if ca_port:
             env['EPICS_CA_SERVER_PORT'] = str(ca_port)
             env.pop('EPICS_CAS_SERVER_PORT', None)
+        if self._blocking is not None:  # softIoc's links find the app's server through its address list
+            self._blocking.environ(env)
         self._udp_port = int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT') or DEFAULT_CA_PORT)
         self._check_port_free_here(self._udp_port)
         if ca_port:
@@ -262,6 +266,8 @@ class Model(metaclass=ModelType):
         for attname, (pv_name, _) in records.items():
             callback = callback_for(self._callbacks, attname, self._fields)
             pv = PV(pv_name, self._fields[attname], self, callback)
+            if self._blocking is not None:  # devioc.blocking: its writes call the handler, not its monitor
+                pv.callback = self._blocking.bind(attname, pv, callback)
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             if callback is not None:
@@ -432,6 +438,9 @@ class Model(metaclass=ModelType):
             pv.disconnect()
         if self._process is not None:
             self._process.stop()
+        if self._blocking is not None:  # after softIoc: no link waits on it any more
+            self._blocking.stop()
+            self._blocking = None
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()

@@ -61,6 +61,10 @@ class Record:
     Args:
         name: record name; the PV is ``<device>:<name>``. Macros such as ``$(device)`` may be used.
         desc: description (DESC field, at most 40 characters).
+        blocking: output kinds only: a client's put with callback (``caput -c``) completes when the
+            app's ``do_<field>`` for it has finished (:mod:`devioc.blocking`).
+        blocking_timeout: seconds a blocking write may be held (default 60 s); then the put
+            completes anyway and the error is logged.
         **fields: any EPICS field of the record type, as an uppercase keyword.
     """
 
@@ -68,9 +72,14 @@ class Record:
     #: what callbacks and get() see: 'number', 'enum' (state index), 'string' or 'array'
     value_kind: ClassVar[str] = 'number'
 
-    def __init__(self, name: str, *, desc: str | None = None, **fields: Any):
+    def __init__(self, name: str, *, desc: str | None = None, blocking: bool = False,
+                 blocking_timeout: float | None = None, **fields: Any):
         self.name = name if isinstance(name, str) else str(name)
         self.problems: list[Problem] = []
+        # -- blocking writes (devioc.blocking): checked by devioc.checks (E026), not EPICS fields
+        self.blocking = blocking
+        self.blocking_timeout = blocking_timeout
+        # -- end blocking writes
         if not isinstance(name, str):
             self.problems.append(Problem('devioc.E015', f'the record name must be a string, not {name!r}',
                                          "e.g. models.Float('temperature')"))
@@ -120,6 +129,8 @@ class Record:
 
     def writes_out(self) -> bool:
         """True if processing this record writes through a link (OUT, FLNK, any output/forward link)."""
+        if self.blocking:  # devioc.blocking: every processing writes to the app (no PINI write at start)
+            return True
         defs = dbd.fields(self.record)
         return any(value not in ('', None) and key in defs and defs[key].dbf in ('DBF_OUTLINK', 'DBF_FWDLINK')
                    for key, value in self.fields.items())
@@ -132,6 +143,8 @@ class Record:
         a shutter, ...): it gets no PINI unless the declaration gives one.
         """
         fields = dict(self.fields)
+        if self.blocking:  # devioc.blocking: the model sets OUT to the app's own server when it starts
+            fields.setdefault('DTYP', 'Async Soft Channel')
         if 'PINI' not in fields and not self.writes_out():
             fields['PINI'] = 'YES'
         return fields

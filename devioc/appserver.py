@@ -1,0 +1,187 @@
+"""A small Channel Access server inside the app, for links from the model's softIoc to Python.
+
+softIoc's "Async Soft Channel" output device support completes a record's processing, and with it a
+client's put with callback (``caput -c``), only when the put on its CA output link completes
+(EPICS base ``devAoSoftCallback`` and kin, through ``dbCaPutLinkCallback``). An :class:`AppServer`
+serves the PVs such links point at, and answers each put only when the Python coroutine that handles
+it returns: that is how a write to a record can wait for the app (:mod:`devioc.blocking`).
+
+The server is caproto's asyncio server (not a home-made one) in a thread of its own, on 127.0.0.1 and
+a UDP/TCP port of its own: the model's softIoc finds it through ``127.0.0.1:<port>`` in its
+``EPICS_CA_ADDR_LIST`` (:attr:`AppServer.address`). It sends no beacons: nobody but that softIoc
+searches for its PVs. (libca's TCP name-server search, ``EPICS_CA_NAME_SERVERS``, does not work
+with it: caproto refuses the second priority on the name-server circuit.)
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import threading
+from typing import Any, Awaitable, Callable
+
+logger = logging.getLogger(__name__)
+
+#: what a putter gets: the value the link wrote, in the PV's Python type
+Putter = Callable[[Any], Awaitable[None]]
+
+
+class AppServerError(RuntimeError):
+    """The app's CA server could not start (no free port, caproto missing, ...); the message says why."""
+
+
+def free_port(host: str = '127.0.0.1') -> int:
+    """A port free for both TCP and UDP on ``host`` now."""
+    for _ in range(100):
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
+            tcp.bind((host, 0))
+            port = tcp.getsockname()[1]
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+                try:
+                    udp.bind((host, port))
+                except OSError:
+                    continue
+            return port
+    raise AppServerError(f'no port free for both TCP and UDP on {host}')
+
+
+def _channel_classes() -> dict[str, type]:
+    """caproto channel classes whose writes wait for a putter, by kind ('float', 'int', 'string')."""
+    from caproto import ChannelDouble, ChannelInteger, ChannelString
+
+    def held(base: type) -> type:
+        class Held(base):
+            """A caproto channel whose writes complete when ``putter(value)`` has returned."""
+
+            def __init__(self, *, putter: Putter, **kwargs: Any):
+                super().__init__(**kwargs)
+                self._putter = putter
+
+            async def verify_value(self, value: Any) -> Any:
+                value = await super().verify_value(value)
+                try:
+                    await self._putter(value)
+                except Exception:  # never fail the link's put: the record would complete in no alarm anyway
+                    logger.exception('the handler of a write to %s failed', getattr(self, 'name', '?'))
+                return value
+
+        Held.__name__ = f'Held{base.__name__}'
+        return Held
+
+    return {'float': held(ChannelDouble), 'int': held(ChannelInteger), 'string': held(ChannelString)}
+
+
+class AppServer:
+    """caproto's asyncio CA server in its own thread, serving PVs whose puts wait for Python.
+
+    Args:
+        host: the interface to serve on (loopback by default: only the model's softIoc uses it).
+
+    Add the PVs with :meth:`add` before :meth:`start`; :meth:`stop` ends the thread and frees the
+    port. Putters run on the server's asyncio loop (its own thread): they hand work to the reactor
+    with ``reactor.callFromThread`` and wait for it there (:mod:`devioc.blocking` does).
+    """
+
+    def __init__(self, host: str = '127.0.0.1'):
+        self.host = host
+        self.port: int | None = None
+        self._pvs: dict[str, tuple[str, Putter, Any]] = {}
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._task: asyncio.Task | None = None
+        self._ready = threading.Event()
+        self._error: BaseException | None = None
+
+    def add(self, name: str, kind: str, putter: Putter, value: Any = None) -> None:
+        """Serve PV ``name`` of ``kind`` ('float', 'int' or 'string'); a put to it awaits ``putter(value)``."""
+        if kind not in ('float', 'int', 'string'):
+            raise ValueError(f'AppServer.add({name!r}): kind must be float, int or string, not {kind!r}')
+        if self._thread is not None:
+            raise RuntimeError(f'AppServer.add({name!r}): the server is already running; add PVs before start()')
+        self._pvs[name] = (kind, putter, value)
+
+    @property
+    def names(self) -> list[str]:
+        """The PV names served."""
+        return list(self._pvs)
+
+    @property
+    def address(self) -> str:
+        """``host:port`` of the server's search port, for a client's EPICS_CA_ADDR_LIST."""
+        if self.port is None:
+            raise RuntimeError('the app server is not running')
+        return f'{self.host}:{self.port}'
+
+    @property
+    def running(self) -> bool:
+        """True while the server thread runs."""
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, timeout: float = 10.0) -> None:
+        """Start serving; returns once the server answers searches.
+
+        Raises:
+            AppServerError: caproto is not installed, no port could be bound, or the server did not
+                come up within ``timeout`` seconds.
+        """
+        if self._thread is not None:
+            return
+        try:
+            import caproto.asyncio.server  # noqa: F401
+        except ImportError as err:
+            raise AppServerError(f'blocking fields need caproto (pip install caproto): {err}') from None
+        self.port = free_port(self.host)
+        self._thread = threading.Thread(target=self._run, name=f'devioc-appserver-{self.port}', daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout) or self._error is not None:
+            error = self._error
+            self.stop()
+            raise AppServerError(f'the app\'s CA server (for blocking fields) did not start on {self.host}:'
+                                 f'{self.port} within {timeout:.0f} s' + (f': {error}' if error else ''))
+
+    def _run(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as err:  # reported by start(), or logged if it dies later
+            self._error = err
+            if self._ready.is_set():
+                logger.exception('the app\'s CA server stopped')
+            self._ready.set()
+
+    async def _main(self) -> None:
+        from caproto.asyncio.server import Context
+
+        class QuietContext(Context):
+            async def broadcast_beacon_loop(self) -> None:
+                return  # only the model's softIoc searches these PVs, by address: no beacons on the network
+
+        classes = _channel_classes()
+        pvdb = {}
+        for name, (kind, putter, value) in self._pvs.items():
+            initial = value if value is not None else {'float': 0.0, 'int': 0, 'string': ''}[kind]
+            extra = {'string_encoding': 'latin-1'} if kind == 'string' else {}
+            pvdb[name] = classes[kind](putter=putter, value=initial, **extra)
+        context = QuietContext(pvdb, [self.host])
+        context.ca_server_port = self.port  # UDP search port, and the first TCP port tried
+        self._loop = asyncio.get_running_loop()
+
+        async def started(async_lib: Any) -> None:
+            self._ready.set()
+
+        self._task = asyncio.current_task()
+        await context.run(startup_hook=started)
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the server: held puts are dropped (their link sees a disconnect), the port is freed."""
+        thread, loop, task = self._thread, self._loop, self._task
+        if thread is None:
+            return
+        if loop is not None and task is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(task.cancel)
+            except RuntimeError:  # the loop closed meanwhile
+                pass
+        thread.join(timeout)
+        if thread.is_alive():
+            logger.error('the app\'s CA server thread did not stop within %.1f s', timeout)
+        self._thread = self._loop = self._task = None
