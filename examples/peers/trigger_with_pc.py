@@ -8,7 +8,8 @@ acquire is back to idle. With ``enabled`` off the acquisition is refused (logged
 idle. ``gain`` (2.0) is a plain setting, as in the original.
 
 Differs: put completion is the record's own (an mbbo whose device support completes the put when
-the app's handler has finished). Not ported: ``wait``/``wait_time`` (a read that sleeps a random
+the app's handler has finished). The handler is ``do_acquire``: on a blocking field it runs once per
+processing of the record (client writes, the app's own puts, the initial value), so it acts on 1 only. Not ported: ``wait``/``wait_time`` (a read that sleeps a random
 time: a CA read of a softIoc record never waits for Python).
 """
 import random
@@ -34,7 +35,7 @@ class TriggeredApp:
     def __init__(self, device, **kwargs):
         self.ioc = Triggered(device, callbacks=self, **kwargs)
 
-    async def write_acquire(self, pv, value, ioc):
+    async def do_acquire(self, pv, value, ioc):
         if value != 1:
             return
         if ioc.enabled.get() == 0:
