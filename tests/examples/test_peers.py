@@ -79,8 +79,11 @@ def start_example(ca_port, ca_env, tmp_path):
             )
         example = Example(proc, log, run_env)
         started.append(example)
-        wait_for(lambda: proc.poll() is not None or answers(ready_pv, run_env), START_TIMEOUT,
-                 f'{target} to serve {ready_pv}')
+        # the app is up once the runner says it serves the device (every channel connected and every
+        # monitor's first value in): a write before that may reach softIoc before the app listens
+        wait_for(lambda: proc.poll() is not None
+                 or (f'serving {device} (pid' in example.output() and answers(ready_pv, run_env)),
+                 START_TIMEOUT, f'{target} to serve {ready_pv}')
         if proc.poll() is not None:
             pytest.fail(f'{target} exited with {proc.returncode}:\n{example.output()}')
         return example
