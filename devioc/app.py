@@ -254,7 +254,14 @@ class Hooks:
             self._reactor = reactor
         self.started = True
         if self.on_stop is not None or self.periodic or self.scanned:
-            self._reactor.callFromThread(self._watch_shutdown)
+            from twisted.python import threadable
+
+            # now, when it is safe (the reactor's thread, or not running yet): before the app's own
+            # shutdown trigger, which an app adds once its model is made, so on_stop runs first
+            if not getattr(self._reactor, 'running', False) or threadable.isInIOThread():
+                self._watch_shutdown()
+            else:
+                self._reactor.callFromThread(self._watch_shutdown)
         if self.on_start is not None or self.periodic or self.scanned:
             self._reactor.callFromThread(self._begin)
 

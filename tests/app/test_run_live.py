@@ -143,3 +143,70 @@ def test_the_readme_runner_example_runs(tmp_path, ca_env, device):
     finally:
         stop_process(proc)
     assert proc.returncode == 0
+
+
+NO_RUNNER = textwrap.dedent('''
+    import logging
+    import sys
+
+    from twisted.internet import reactor
+
+    from devioc import log
+    from siteapp_mod import SiteApp
+
+    log.log_to_console(logging.INFO)
+    app = SiteApp(sys.argv[1], macros={'site': 'plain'})
+    reactor.addSystemEventTrigger('before', 'shutdown', app.shutdown)
+    reactor.callLater(1.5, reactor.stop)
+    reactor.run()
+''')
+
+
+def test_hooks_work_without_the_runner(start, app_dir, device):
+    """A script that makes the app and runs the reactor itself gets on_start, scan_ and, when the reactor
+    stops, on_stop before its own shutdown trigger stops the IOC."""
+    (app_dir / 'plain.py').write_text(NO_RUNNER)
+    proc = start('plain.py', device)
+    out, _ = proc.communicate(timeout=30)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    order = [text.index(mark) for mark in ('on_start ran: site=plain', 'on_stop ran', 'app shutdown')]
+    assert order == sorted(order), text
+
+
+def test_exit_on_the_console_calls_on_stop(app_dir, ca_env, device):
+    """`exit` typed on the IOC shell (a pty, as under procServ) stops the app with status 0 after on_stop."""
+    import os
+    import pty
+    import select
+    import time
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen([sys.executable, 'siteapp_mod.py', '-d', device, '--site', 'tty'], cwd=app_dir,
+                            env=ca_env, stdin=slave, stdout=slave, stderr=slave, start_new_session=True)
+    os.close(slave)
+    seen = b''
+
+    def read_until(mark, timeout=30.0):
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while mark not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                try:
+                    seen += os.read(master, 65536)
+                except OSError:
+                    break
+        return mark in seen
+
+    try:
+        assert read_until(b'epics> '), seen.decode(errors='replace')
+        os.write(master, b'exit\n')
+        assert proc.wait(20) == 0, seen.decode(errors='replace')
+        read_until(b'app shutdown', 5)
+        text = seen.decode(errors='replace')
+        order = [text.index(mark) for mark in ("'exit' typed on the console", 'on_stop ran', 'on_stop finished',
+                                                'app shutdown')]
+        assert order == sorted(order), text
+    finally:
+        stop_process(proc)
+        os.close(master)

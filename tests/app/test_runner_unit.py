@@ -157,3 +157,23 @@ def test_a_module_that_raises_on_import_is_reported_with_status_1(tmp_path, monk
 def test_devioc_run_without_a_target_prints_its_help():
     result = CliRunner().invoke(cli.main, ['run'])
     assert result.exit_code == 0 and 'MODULE:App' in result.output
+
+
+def test_serve_finds_the_model_the_app_holds():
+    """The app's ioc, else its first attribute holding a model, else the app itself if it is one."""
+    from devioc.shell import find_model
+
+    first, second = Beamline.__new__(Beamline), Beamline.__new__(Beamline)
+
+    class Holder:
+        pass
+
+    app = Holder()
+    app.other, app.ioc = first, second
+    assert find_model(app) is second
+    del app.ioc
+    assert find_model(app) is first
+    assert find_model(first) is first
+    with pytest.raises(TypeError, match=r'Holder holds no devioc model in an attribute: keep the model it makes as '
+                                        r'self.ioc'):
+        find_model(Holder())
