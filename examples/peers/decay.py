@@ -7,7 +7,10 @@ serves ``decay:I`` = Tvar * exp(-(t - t0) / K) + SP, computed each time the IOC 
 |SP - Tvar| from SP) and the controls ``decay:SP`` (100), ``decay:K`` (10), ``decay:Tvar`` (10).
 Every write to SP, the same value too, restarts the decay (t0 = now).
 
-Differs: ``I`` and ``done`` are real ai/bi records (alarm limits, ZNAM/ONAM), read-only to clients.
+Differs: ``I`` and ``done`` are real ai/bi records (alarm limits, ZNAM/ONAM). ``done`` is read-only to
+clients; ``I`` is writable (``read_only=False``) so that a client can change its SCAN: EPICS access
+security cannot refuse VAL and allow SCAN (see ``thermo_sim.py``); a write to ``I`` lasts until the
+next scan.
 ``done`` is published on every scan: a bi posts only changes, so the original's "write if changed"
 guard is the record's job. ``K`` is clamped to 0.001..1e9 s by the record (DRVL/DRVH): the original
 divides by whatever a client writes (0: numpy warnings at every scan).
@@ -19,7 +22,7 @@ from devioc import models
 
 
 class Decay(models.Model):
-    readback = models.FloatInput('I', SCAN='.1 second', desc='The current readback value')
+    readback = models.FloatInput('I', SCAN='.1 second', read_only=False, desc='The current readback value')
     done = models.BoolInput('done', zname='Off', oname='On', desc='Readback close to the setpoint')
     setpoint = models.Float('SP', default=100.0, desc='Where to go - the setpoint')
     K = models.Float('K', default=10.0, min_val=1e-3, max_val=1e9, units='s', desc='The decay constant')

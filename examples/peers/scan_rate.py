@@ -7,6 +7,8 @@ serves ``periodic:scanned``: the seconds elapsed between the last two scans (SCA
 
 Differs: the rate is the record's own SCAN (any of EPICS' scan periods, or I/O Intr, Event,
 Passive), not a caproto field mock; the first scan publishes 0.0 (the original publishes nothing).
+``scanned`` is writable, as the original's (``read_only=False``: devioc's input kinds are read-only
+by default, and that would refuse the client's write to SCAN too).
 """
 import time
 
@@ -16,7 +18,7 @@ logger = log.get_module_logger(__name__)
 
 
 class ScanRate(models.Model):
-    scanned = models.FloatInput('scanned', SCAN='1 second', prec=3, units='s',
+    scanned = models.FloatInput('scanned', SCAN='1 second', prec=3, units='s', read_only=False,
                                 desc='An ai with customizable scan rate')
 
 

@@ -8,7 +8,10 @@ scans it (every 0.1 s; ``caput thermo:I.SCAN '1 second'`` changes the rate), and
 Every write to SP, the same value too, restarts the decay (t0 = now).
 
 Differs: ``I`` is a real ai record, so it has alarm limits (``caput thermo:I.HIHI 120``) and
-everything else an ai has; read-only to clients, as the original's. ``K`` is clamped to 0.001..1e9 s
+everything else an ai has. It is writable (``read_only=False``): EPICS access security grants
+writes per record and level, VAL is a level-0 field and SCAN a level-1 one, and a rule that lets a
+client write level 1 lets it write level 0 too: no rule refuses VAL and allows SCAN. The rate
+control wins; a client's write to ``I`` lasts until the next scan. ``K`` is clamped to 0.001..1e9 s
 by the record (DRVL/DRVH): the original divides by whatever a client writes.
 """
 import math
@@ -18,7 +21,7 @@ from devioc import models
 
 
 class Thermo(models.Model):
-    readback = models.FloatInput('I', SCAN='.1 second', desc='Readback temperature')
+    readback = models.FloatInput('I', SCAN='.1 second', read_only=False, desc='Readback temperature')
     setpoint = models.Float('SP', default=100, desc='Setpoint temperature')
     K = models.Float('K', default=10, min_val=1e-3, max_val=1e9, units='s', desc='Decay constant')
     omega = models.Float('omega', default=math.pi, desc='Oscillation frequency')
