@@ -6,7 +6,8 @@ runs on the reactor thread and may return a Deferred or be an ``async def`` coro
 Deferreds (run with :func:`twisted.internet.defer.ensureDeferred`; asyncio awaitables need the asyncio
 reactor and an explicit ``Deferred.fromFuture``, see the README).
 
-- ``on_start(self, ioc)``: once every record is connected and the initial ``do_<field>`` calls ran.
+- ``on_start(self, ioc)``: once every record is connected and the initial ``do_<field>`` calls ran
+  (``on_start(self)`` and ``on_stop(self)`` are called without the model).
 - ``on_stop(self, ioc)``: once, before the IOC stops (SIGTERM/SIGINT, ``exit`` on the console, the
   reactor stopping, or ``shutdown()``). The runner waits for a Deferred it returns (at most
   :data:`STOP_TIMEOUT` s) before it stops the IOC; a direct ``shutdown()`` call cannot wait.
@@ -28,6 +29,7 @@ is moved to the counter, which forwards to it. ``caput <pv>.SCAN '1 second'`` ch
 from __future__ import annotations
 
 import difflib
+import functools
 import inspect
 import logging
 from typing import Any, Callable
@@ -117,9 +119,11 @@ def scan_methods(model_class: type, callbacks: Any) -> dict[str, Callable]:
 
     ``scan_<attname>``, or its lower-case form for a field with capitals (as ``do_<field>``).
 
+    A ``scan_`` method that matches no field is logged as a warning and not called.
+
     Raises:
-        HookError: a ``scan_`` method that matches no field, cannot take ``(pv, ioc)``, or is for a
-            calc/calcout field (their processing computes the value).
+        HookError: a ``scan_`` method that cannot take ``(pv, ioc)``, or is for a calc/calcout field or
+            a field with an INP link (their processing sets the value).
     """
     fields = model_class._fields
     lower = {name.lower(): name for name in fields}
@@ -133,11 +137,12 @@ def scan_methods(model_class: type, callbacks: Any) -> dict[str, Callable]:
             continue
         field = attr[5:]
         attname = field if field in fields else lower.get(field)
-        if attname is None:
+        if attname is None:   # a warning, not an error: an app written before scan_ existed may have one
             close = difflib.get_close_matches(field, list(fields), n=1)
-            raise HookError(f'{owner}.{attr}{_where(method)} matches no field of {model_class.__name__}: '
-                            + (f'did you mean scan_{close[0]}?' if close else
-                               'rename it to scan_<field> for a field of the model, or drop the scan_ prefix'))
+            logger.warning('%s.%s%s matches no field of %s, so devioc does not call it: %s', owner, attr, _where(method),
+                           model_class.__name__, f'did you mean scan_{close[0]}?' if close else
+                           'rename it to scan_<field> for a field of the model, or drop the scan_ prefix')
+            continue
         if not _takes(method, None, None):
             raise HookError(f'{owner}.{attr}{inspect.signature(method)}{_where(method)} cannot be called with '
                             f'(pv, ioc): define it as def {attr}(self, pv, ioc): and return the value to publish')
@@ -206,13 +211,16 @@ class Hooks:
         self.periodic = self._periodic()
 
     def _hook(self, name: str) -> Callable | None:
+        """The ``on_start``/``on_stop`` method, called with ``ioc`` when it takes it, else with nothing."""
         method = getattr(self.callbacks, name, None)
         if method is None or not callable(method):
             return None
-        if not _takes(method, None):
-            raise HookError(f'{type(self.callbacks).__name__}.{name}{inspect.signature(method)}{_where(method)} '
-                            f'cannot be called with (ioc): define it as def {name}(self, ioc):')
-        return method
+        if _takes(method, None):
+            return method
+        if _takes(method):
+            return functools.wraps(method)(lambda ioc: method())
+        raise HookError(f'{type(self.callbacks).__name__}.{name}{inspect.signature(method)}{_where(method)} '
+                        f'cannot be called with (ioc): define it as def {name}(self, ioc):')
 
     def _periodic(self) -> list[tuple[float, Callable, bool]]:
         out = []

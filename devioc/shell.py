@@ -238,7 +238,7 @@ def exit_status(model: Any) -> int:
 
 def find_model(app: Any, model_attr: str | None = 'ioc') -> Any:
     """The running model of ``app``: the app itself if it is a model, its ``model_attr`` attribute if
-    that holds a model, else the first of its attributes that does.
+    it has one, else the first of its attributes that holds a model.
 
     Raises:
         TypeError: the app holds no model; the message says where to keep it.
@@ -247,7 +247,7 @@ def find_model(app: Any, model_attr: str | None = 'ioc') -> Any:
 
     if isinstance(app, Model):
         return app
-    if model_attr and isinstance(getattr(app, model_attr, None), Model):
+    if model_attr and getattr(app, model_attr, None) is not None:   # as before: whatever the app keeps there
         return getattr(app, model_attr)
     for value in vars(app).values() if hasattr(app, '__dict__') else ():
         if isinstance(value, Model):

@@ -295,8 +295,36 @@ def test_scan_methods_match_fields():
     assert list(hooks.scan_methods(Tank, Good())) == ['level']
 
 
+def test_a_scan_method_that_matches_no_field_is_a_warning_not_an_error(caplog):
+    """An app written before scan_ existed may have a scan_<something> method: it still starts."""
+    class Old:
+        def scan_levl(self, pv, ioc):
+            pass
+
+    with caplog.at_level(logging.WARNING, logger='devioc.app'):
+        assert hooks.scan_methods(Tank, Old()) == {}
+    assert 'Old.scan_levl' in caplog.text
+    assert 'matches no field of Tank, so devioc does not call it: did you mean scan_level?' in caplog.text
+
+
+def test_hooks_without_the_ioc_argument_are_called_without_it():
+    calls = []
+
+    class Plain:
+        def on_start(self):
+            calls.append('start')
+
+        def on_stop(self):
+            raise RuntimeError('x')
+
+    h, _, reactor = make(Plain())
+    h.start()
+    reactor.run_queued()
+    assert calls == ['start']
+    assert hooks._name(h.on_stop).endswith('Plain.on_stop')
+
+
 @pytest.mark.parametrize('source, message', [
-    ('def scan_levl(self, pv, ioc): pass', 'Bad.scan_levl matches no field of Tank: did you mean scan_level?'),
     ('def scan_level(self, pv): pass', 'cannot be called with (pv, ioc): define it as def scan_level(self, pv, ioc):'),
     ('def scan_total(self, pv, ioc): pass', 'Tank.total is a calc record, whose processing computes its value'),
 ])
@@ -345,7 +373,7 @@ def test_every_and_hooks_with_a_wrong_signature_are_refused():
         make(Wrong())
 
     class WrongHook:
-        def on_start(self):
+        def on_start(self, a, b):
             pass
 
     with pytest.raises(hooks.HookError, match=r'cannot be called with \(ioc\): define it as def on_start\(self, ioc\):'):
