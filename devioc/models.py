@@ -18,12 +18,13 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import blocking, checks, lock, render
+from . import blocking, checks, lock, render, rpc
 from .lock import DeviceBusy  # noqa: F401  (models.DeviceBusy, as before)
 from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
     FloatInput, Integer, IntegerInput, Record, String, StringInput, Toggle,
 )
+from .rpc import function  # noqa: F401  (models.function: serve an app method as a remote procedure)
 from .softioc import IOCProcess, IOCStartError, find_softioc
 
 DEFAULT_CA_PORT = 5064
@@ -208,6 +209,7 @@ class Model(metaclass=ModelType):
         self._ioc_exit_code: int | None = None
         self._lock_file = None
         self._blocking: blocking.Blocking | None = None  # the app server of blocking fields (devioc.blocking)
+        self._rpc: rpc.Server | None = None  # the app's @function methods (devioc.rpc)
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
 
@@ -232,8 +234,10 @@ class Model(metaclass=ModelType):
         self._blocking = blocking.attach(self, records)  # blocking fields: their OUT names the app's server
         db_file = self._directory / f'{self._db_name}.db'
         cmd_file = self._directory / f'{self._db_name}.cmd'
+        self._rpc = rpc.attach(self)  # devioc.rpc: the records and app server of the app's functions
         db_file.write_text(render.render_db(type(self), self._device_name, records=records)
-                           + (self._blocking.extra_db() if self._blocking is not None else ''))
+                           + (self._blocking.extra_db() if self._blocking is not None else '')
+                           + (self._rpc.extra_db() if self._rpc is not None else ''))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name))
         env = dict(os.environ)
         if ca_port:
@@ -241,6 +245,8 @@ class Model(metaclass=ModelType):
             env.pop('EPICS_CAS_SERVER_PORT', None)
         if self._blocking is not None:  # softIoc's links find the app's server through its address list
             self._blocking.environ(env)
+        if self._rpc is not None:  # devioc.rpc: the functions' links find the app's server the same way
+            self._rpc.environ(env)
         self._udp_port = int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT') or DEFAULT_CA_PORT)
         self._check_port_free_here(self._udp_port)
         if ca_port:
@@ -268,6 +274,8 @@ class Model(metaclass=ModelType):
                 callbacks[attname] = pv
         limit = timeout if timeout is not None else 10.0 + 0.002 * len(records)
         self._connect(reactor, callbacks, started + limit, limit, env)
+        if self._rpc is not None:  # devioc.rpc: argument monitors and the list of functions
+            self._rpc.ready(max(started + limit - time.monotonic(), 1.0))
         self._ready = True
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
                     time.monotonic() - started, self._process.pid, self._directory)
@@ -324,6 +332,8 @@ class Model(metaclass=ModelType):
             pv.connect(reactor)
         if self._blocking is not None:  # the helper records of blocking fields (devioc.blocking)
             self._blocking.connect(reactor)
+        if self._rpc is not None:  # the functions' records (devioc.rpc)
+            self._rpc.connect(reactor)
         ca_flush()
         unconnected = list(self._pvs.values())
 
@@ -431,6 +441,9 @@ class Model(metaclass=ModelType):
         if self._blocking is not None:  # after softIoc: no link waits on it any more
             self._blocking.stop()
             self._blocking = None
+        if self._rpc is not None:  # devioc.rpc: after softIoc, as blocking's
+            self._rpc.stop()
+            self._rpc = None
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()
