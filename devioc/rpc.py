@@ -130,7 +130,7 @@ class Spec:
 
     def describe(self) -> dict:
         return {'name': self.name, 'arguments': [a.describe() for a in self.arguments], 'returns': self.returns,
-                'timeout': self.timeout, 'signature': self.signature(), 'doc': self.doc}
+                'timeout': self.timeout, 'size': self.size, 'signature': self.signature(), 'doc': self.doc}
 
 
 def _kind(hint: Any) -> tuple[str, str]:
