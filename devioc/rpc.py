@@ -202,7 +202,8 @@ def _spec(fn: Callable, name: str | None, timeout: Any, length: Any, size: Any, 
         if index == 0 and param.name == 'self':
             continue
         if param.kind in (param.VAR_POSITIONAL, param.VAR_KEYWORD):
-            problems.append((f'*{param.name} / **{param.name} cannot be served: each argument is a PV',
+            star = '*' if param.kind == param.VAR_POSITIONAL else '**'
+            problems.append((f'{star}{param.name} cannot be served: each argument is a PV of its own',
                              'name every argument'))
             continue
         if param.name in OWN_NAMES:
@@ -210,7 +211,7 @@ def _spec(fn: Callable, name: str | None, timeout: Any, length: Any, size: Any, 
                              f'({", ".join(OWN_NAMES)})', 'rename the argument'))
         kind, dtype = _kind(hints.get(param.name, Any))
         arguments.append(Argument(param.name, kind, param.default, dtype or 'float64'))
-    returns = _kind(hints['return'])[0] if 'return' in hints and hints['return'] is not type(None) else 'json'
+    returns = 'json' if 'return' not in hints else 'none' if hints['return'] is type(None) else _kind(hints['return'])[0]
     doc = inspect.getdoc(fn) or ''
     return Spec(served, getattr(fn, '__name__', served), arguments, returns, float(timeout), length, size,
                 bool(threaded), doc.split('\n\n')[0][:200], problems)
