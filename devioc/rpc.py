@@ -462,6 +462,7 @@ class Server:
         """A write to ``<fn>:call``: read every argument afresh, then call (reactor thread)."""
         from twisted.internet import defer
 
+        done.all_records = True  # the put completes once status, message and return are written too
         reads = []
         for arg in fn.spec.arguments:
             d = defer.Deferred()
@@ -552,7 +553,10 @@ class Server:
                    'message': '' if error is None else f'{type(error).__name__}: {error}'[:255]}
         if error is None:
             updates['return'] = value
-        waits = self._publish(fn, updates) + [fn.pvs['reply'].put_deferred(text)]
+        # a JSON call's client reads the reply once its put completes: that put waits for the reply only;
+        # a trigger's client reads status, message and return: its put waits for them all
+        published = self._publish(fn, updates)
+        waits = [_put(fn.pvs['reply'], text)] + (published if getattr(done, 'all_records', False) else [])
 
         def complete(_: Any) -> None:
             if not done.done():
@@ -566,12 +570,36 @@ class Server:
         for key, value in updates.items():
             try:
                 value = _to_record(fn.spec.returns if key == 'return' else 'str', value) if key != 'status' else value
-                waits.append(fn.pvs[key].put_deferred(value).addErrback(
+                waits.append(_put(fn.pvs[key], value).addErrback(
                     lambda failure, key=key: logger.warning('%s:%s not updated: %s', fn.spec.name, key,
                                                             failure.getErrorMessage())))
             except (TypeError, ValueError) as err:
                 logger.warning('%s:%s not updated: %s', fn.spec.name, key, err)
         return waits
+
+
+def _put(pv: Any, value: Any) -> Any:
+    """Put ``value`` with callback; a Deferred firing on the reactor when softIoc has processed it.
+
+    (``PV.put_deferred`` also reads the value back for ``get()``: a round trip these puts do not need.)
+    """
+    from twisted.internet import defer
+    from epics import dbr
+
+    from .channels import PutFailed, flusher
+
+    d = defer.Deferred()
+    reactor = pv._reactor
+
+    def completed(status: int) -> None:
+        if status == dbr.ECA_NORMAL:
+            reactor.callFromThread(d.callback, pv)
+        else:
+            reactor.callFromThread(d.errback, PutFailed(pv._refused(value, status)))
+
+    pv._put_callback(value, completed)
+    flusher.request()
+    return d
 
 
 def _record(name: str, kind: str, length: int, default: Any = inspect.Parameter.empty) -> Any:
