@@ -211,7 +211,10 @@ def _spec(fn: Callable, name: str | None, timeout: Any, length: Any, size: Any, 
                              f'({", ".join(OWN_NAMES)})', 'rename the argument'))
         kind, dtype = _kind(hints.get(param.name, Any))
         arguments.append(Argument(param.name, kind, param.default, dtype or 'float64'))
-    returns = 'json' if 'return' not in hints else 'none' if hints['return'] is type(None) else _kind(hints['return'])[0]
+    if 'return' not in hints:
+        returns = 'json'
+    else:
+        returns = 'none' if hints['return'] is type(None) else _kind(hints['return'])[0]
     doc = inspect.getdoc(fn) or ''
     return Spec(served, getattr(fn, '__name__', served), arguments, returns, float(timeout), length, size,
                 bool(threaded), doc.split('\n\n')[0][:200], problems)
@@ -234,7 +237,7 @@ def problems(model_class: type, callbacks: Any, device: str) -> list[Any]:
 
     messages = []
     owner = type(callbacks).__name__
-    names = {name for name in model_class._fields.values() for name in [name.name]}
+    names = {record.name for record in model_class._fields.values()}
     seen: dict[str, str] = {}
     for served, (spec, _) in functions_of(callbacks).items():
         where = f'{owner}.{spec.method}'
