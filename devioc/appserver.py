@@ -96,7 +96,8 @@ class AppServer:
     def add(self, name: str, kind: str, putter: Putter, value: Any = None) -> None:
         """Serve PV ``name`` of ``kind`` ('float', 'int' or 'string'); a put to it awaits ``putter(value)``."""
         if kind not in ('float', 'int', 'string', 'chars'):
-            raise ValueError(f'AppServer.add({name!r}): kind must be float, int, string or chars, not {kind!r}')
+            raise ValueError(f'AppServer.add({name!r}): kind must be float, int or string, not {kind!r} '
+                             "('chars' too: a long string, for devioc.rpc)")
         if self._thread is not None:
             raise RuntimeError(f'AppServer.add({name!r}): the server is already running; add PVs before start()')
         self._pvs[name] = (kind, putter, value)
