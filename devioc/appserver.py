@@ -166,6 +166,10 @@ class AppServer:
                 initial, extra = '', {'string_encoding': 'utf-8', 'max_length': 65535}
             pvdb[name] = classes[kind](putter=putter, value=initial, **extra)
         context = QuietContext(pvdb, [self.host])
+        # caproto's start/stop/connect lines are noise in an app's log: ours, at WARNING unless set
+        context.log = logging.getLogger('devioc.appserver.caproto')
+        if context.log.level == logging.NOTSET:
+            context.log.setLevel(logging.WARNING)
         context.ca_server_port = self.port  # UDP search port, and the first TCP port tried
         self._loop = asyncio.get_running_loop()
 
