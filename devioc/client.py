@@ -30,6 +30,10 @@ from .rpc import RPCError, decode_hook, dumps
 SLACK = 10.0
 #: name of the keyword that sets a call's timeout when the function has an argument named ``timeout``
 TIMEOUT_KEYWORD = '_timeout'
+#: one lock per reply channel of this process: pyepics joins a get to one already pending on the same
+#: channel, which may have been sent before this thread's call ended (its reply not in it yet)
+_read_locks: dict[str, threading.Lock] = {}
+_read_locks_guard = threading.Lock()
 
 
 class RPCConnectionError(ConnectionError):
@@ -82,7 +86,10 @@ class Client:
     def _read(self, name: str) -> str:
         from epics import ca
 
-        value = ca.get(self._channel(name), as_numpy=True, timeout=self._connect_timeout)
+        with _read_locks_guard:
+            lock = _read_locks.setdefault(name, threading.Lock())
+        with lock:
+            value = ca.get(self._channel(name), as_numpy=True, timeout=self._connect_timeout)
         if value is None:
             raise RPCConnectionError(f'{name} sent no value within {self._connect_timeout} s')
         return bytes(np.asarray(value, dtype=np.uint8)).split(b'\0', 1)[0].decode('utf-8', 'replace')

@@ -223,6 +223,24 @@ for i in range(count):
 print('ok', count)
 '''
 
+THREADED_CLIENT = '''
+import sys, threading
+from devioc.client import Client
+c = Client(sys.argv[1])
+count, errors = int(sys.argv[2]), []
+def calls(name):
+    try:
+        for i in range(count):
+            result = c.echo(f'{name}-{i}', n=i)
+            assert result == {'tag': f'{name}-{i}', 'n': i}, (name, i, result)
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=calls, args=(f'th{k}',)) for k in range(3)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(f'errors {errors}' if errors else f'ok {count}')
+'''
+
 PYEPICS_CLIENT = '''
 import json, sys
 import epics
@@ -234,7 +252,10 @@ for i in range(count):
     call_id = f'{name}-{i}'
     text = json.dumps({'id': call_id, 'kwargs': {'tag': call_id, 'n': i}})
     assert request.put(text, wait=True, timeout=60) == 1
-    replies = json.loads(reply.get(as_string=True, use_monitor=False))
+    # a fresh read of the whole current value (count 0: the record's NORD); PV.get(as_string=True)
+    # asks for the element count of the last monitor event, which may be shorter than the reply now
+    raw = epics.ca.get(reply.chid, as_numpy=True, count=None)
+    replies = json.loads(bytes(raw.astype('uint8')).split(bytes(1), 1)[0].decode())
     mine = [r for r in replies if r['id'] == call_id]
     assert mine and mine[0]['result'] == {'tag': call_id, 'n': i}, (call_id, mine)
 print('ok', count)
@@ -259,18 +280,21 @@ print('ok', count)
 @pytest.mark.parametrize('round', range(2))
 @pytest_twisted.inlineCallbacks
 def test_concurrent_clients_never_mix_arguments_or_results(served, ca_env, round):
-    """Two Python clients, a pyepics client and a C caput -c/caget client call echo at once (25
-    calls each): every client gets its own result, the app saw every call once, one at a time."""
+    """Two Python clients, three threads sharing one Python client, a pyepics client and a C
+    caput -c/caget client call echo at once (25 calls each): every caller gets its own result, the
+    app saw every call once, one at a time."""
     ioc, app = served
     dev, count = ioc.device_name, 25
     procs = [run([sys.executable, '-c', PYTHON_CLIENT, dev, f'py{k}', str(count)], ca_env) for k in range(2)]
     procs.append(run([sys.executable, '-c', PYEPICS_CLIENT, dev, 'pyepics', str(count)], ca_env))
+    procs.append(run([sys.executable, '-c', THREADED_CLIENT, dev, str(count)], ca_env))
     procs.append(run([sys.executable, '-c', C_CLIENT, epics_tool('caput'), epics_tool('caget'), dev, 'c',
                       str(count)], ca_env))
     results = yield finished(procs, timeout=240)
     for code, out, err in results:
         assert code == 0 and out.startswith('ok'), err[-800:]
-    expected = {(f'{name}-{i}', i) for name in ('py0', 'py1', 'pyepics', 'c') for i in range(count)}
+    expected = {(f'{name}-{i}', i) for name in ('py0', 'py1', 'pyepics', 'c', 'th0', 'th1', 'th2')
+                for i in range(count)}
     assert sorted(app.seen) == sorted(expected)
     assert not app.overlap
 
