@@ -431,16 +431,6 @@ def call_command(device: str, function: str | None, arguments: tuple, show_list:
     from .client import Client, RPCConnectionError
     from .rpc import RPCError
 
-    try:
-        client = Client(device, timeout=connect_timeout)
-    except RPCConnectionError as err:
-        raise DeviocError(str(err)) from None
-    if show_list or function is None:
-        if not client.functions:
-            click.echo(f'{device} serves no functions')
-        for spec in client.functions.values():
-            click.echo(spec['signature'] + (f'\n    {spec["doc"]}' if spec.get('doc') else ''))
-        return
     args, kwargs = [], {}
     for item in arguments:
         key, sep, value = item.partition('=')
@@ -452,6 +442,16 @@ def call_command(device: str, function: str | None, arguments: tuple, show_list:
             args.append(_call_value(item))
     if timeout is not None:
         kwargs['_timeout'] = timeout
+    try:
+        client = Client(device, timeout=connect_timeout)
+    except RPCConnectionError as err:
+        raise DeviocError(str(err)) from None
+    if show_list or function is None:
+        if not client.functions:
+            click.echo(f'{device} serves no functions')
+        for spec in client.functions.values():
+            click.echo(spec['signature'] + (f'\n    {spec["doc"]}' if spec.get('doc') else ''))
+        return
     try:
         result = client.call(function, *args, **kwargs)
     except AttributeError as err:

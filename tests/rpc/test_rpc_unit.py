@@ -141,3 +141,32 @@ def test_the_reply_history_keeps_the_newest_replies_that_fit_and_refuses_an_over
     text = rpc._history(fn, {'id': 'big', 'ok': True, 'result': 'x' * 2000})
     first = rpc.json.loads(text)[0]
     assert first['id'] == 'big' and first['ok'] is False and 'size=' in first['error']['message']
+
+
+def test_devioc_call_refuses_a_positional_value_after_keyword_ones():
+    """Bad usage (exit 2) before any network access."""
+    from click.testing import CliRunner
+
+    from devioc.cli import main
+
+    result = CliRunner().invoke(main, ['call', 'DEV', 'mount', 'port=L3', 'fast'])
+    assert result.exit_code == 2 and "'fast': a positional value after NAME=VALUE ones" in result.output
+
+
+def test_devioc_call_to_a_device_nobody_serves_says_what_to_check():
+    """Exit 1 naming the PV that did not connect and what to check."""
+    from click.testing import CliRunner
+
+    from devioc.cli import main
+
+    result = CliRunner().invoke(main, ['call', 'NOBODY-SERVES-THIS', '--list', '--connect-timeout', '0.5'])
+    assert result.exit_code == 1
+    assert 'NOBODY-SERVES-THIS:rpc:functions did not connect within 0.5 s' in result.output
+    assert 'EPICS_CA_ADDR_LIST' in result.output
+
+
+def test_cli_values_are_json_when_they_parse_and_text_otherwise():
+    from devioc.cli import _call_value
+
+    assert _call_value('3') == 3 and _call_value('1.5') == 1.5 and _call_value('[1, 2]') == [1, 2]
+    assert _call_value('lA1') == 'lA1' and _call_value('"3"') == '3' and _call_value('true') is True
