@@ -341,6 +341,7 @@ class Server:
             self.server.add(fn.hidden + 'c', 'string', self._putter(self._cancel, fn))
         self.record_class = self._record_class()
         self.listing: Any = None
+        self.stopped = False
 
     # -- records
     def _record_class(self) -> type:
@@ -424,7 +425,8 @@ class Server:
         self.listing.put(listing, wait=True, timeout=timeout)
 
     def stop(self) -> None:
-        """Stop the app server and drop the channels."""
+        """Stop the app server and drop the channels; calls still running end unreported."""
+        self.stopped = True
         self.server.stop()
         for pv in [self.listing] + [pv for fn in self.functions.values() for pv in fn.pvs.values()]:
             if pv is not None:
@@ -541,6 +543,9 @@ class Server:
 
         if fn.running is not None and fn.running[0] == call_id:
             fn.running = None
+        if self.stopped:  # the model was shut down during the call: its records and their clients are gone
+            logger.info('%s(%s) ended after the model was shut down; not reported', fn.spec.name, call_id)
+            return
         reply: dict[str, Any] = {'id': call_id}
         if error is None:
             try:
@@ -570,6 +575,8 @@ class Server:
     def _publish(self, fn: _Function, updates: dict[str, Any]) -> list:
         """Put status/message/return values; Deferreds of their completion (failures logged)."""
         waits = []
+        if self.stopped:
+            return waits
         for key, value in updates.items():
             try:
                 value = _to_record(fn.spec.returns if key == 'return' else 'str', value) if key != 'status' else value

@@ -313,3 +313,20 @@ def test_devioc_call_lists_and_calls(served, ca_env):
     assert (c2, out2.strip()) == (0, '3.5'), err2
     assert (c3, json.loads(out3)) == (0, [3.0, 6.0]), err3
     assert c4 == 1 and 'ValueError: no puck' in err4
+
+
+@pytest_twisted.inlineCallbacks
+def test_shutting_down_during_a_call_stops_cleanly(run_model, ca_port, caplog):
+    """The model shuts down while wait() runs; the call's later end is logged as not reported, and
+    raises nothing on the reactor."""
+    import logging
+
+    app = App()
+    ioc = run_model(Box, callbacks=app, ca_port=ca_port)
+    client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
+    client.call('wait', _timeout=2).addErrback(lambda failure: None)   # its put is dropped with softIoc
+    yield until(lambda: app.waiting, what='wait() to be called')
+    ioc.shutdown()
+    with caplog.at_level(logging.INFO, logger='devioc.rpc'):
+        app.waiting[0].callback('late')
+        assert 'ended after the model was shut down; not reported' in caplog.text
