@@ -180,8 +180,10 @@ def test_timeout_and_cancel_end_a_call_and_never_wedge_the_function(served, ca_e
     yield until(lambda: len(app.waiting) == 2, what='the next wait() call')
     app.waiting[1].callback('released')
     assert (yield later) == 'released'
-    with pytest.raises(RPCError, match='TimeoutError'):
+    with pytest.raises(RPCError, match='TimeoutError: the call did not finish within 0.5 s'):
         yield client.call('hang', _timeout=0.5)
+    with pytest.raises(RPCError, match='TimeoutError: the call did not finish within 0.25 s'):
+        yield client.hang(timeout=0.25)   # hang has no argument named timeout: it is the call's
 
 
 @pytest_twisted.inlineCallbacks
