@@ -332,3 +332,29 @@ def test_shutting_down_during_a_call_stops_cleanly(run_model, ca_port, caplog):
     with caplog.at_level(logging.INFO, logger='devioc.rpc'):
         app.waiting[0].callback('late')
         assert 'ended after the model was shut down; not reported' in caplog.text
+
+
+ASYNC_CLIENT = '''
+import asyncio, sys
+from devioc.client import AsyncClient
+from devioc.rpc import RPCError
+
+async def main():
+    c = AsyncClient(sys.argv[1])
+    results = await asyncio.gather(c.add(1, b=2), c.echo('async', n=3), c.call('add', 10))
+    try:
+        await c.fail('async failure')
+    except RPCError as err:
+        results.append(err.type_name + ': ' + err.message)
+    print(results)
+
+asyncio.run(main())
+'''
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_asyncio_client_awaits_calls(served, ca_env):
+    ioc, app = served
+    [(code, out, err)] = yield finished([run([sys.executable, '-c', ASYNC_CLIENT, ioc.device_name], ca_env)])
+    assert code == 0, err[-1500:]
+    assert out.strip() == "[3.0, {'tag': 'async', 'n': 3}, 12.0, 'ValueError: async failure']"
