@@ -47,7 +47,7 @@ def free_port(host: str = '127.0.0.1') -> int:
 
 def _channel_classes() -> dict[str, type]:
     """caproto channel classes whose writes wait for a putter, by kind ('float', 'int', 'string')."""
-    from caproto import ChannelDouble, ChannelInteger, ChannelString
+    from caproto import ChannelChar, ChannelDouble, ChannelInteger, ChannelString
 
     def held(base: type) -> type:
         class Held(base):
@@ -68,7 +68,8 @@ def _channel_classes() -> dict[str, type]:
         Held.__name__ = f'Held{base.__name__}'
         return Held
 
-    return {'float': held(ChannelDouble), 'int': held(ChannelInteger), 'string': held(ChannelString)}
+    return {'float': held(ChannelDouble), 'int': held(ChannelInteger), 'string': held(ChannelString),
+            'chars': held(ChannelChar)}  # 'chars': a long string (an lso's link put, devioc.rpc)
 
 
 class AppServer:
@@ -94,8 +95,9 @@ class AppServer:
 
     def add(self, name: str, kind: str, putter: Putter, value: Any = None) -> None:
         """Serve PV ``name`` of ``kind`` ('float', 'int' or 'string'); a put to it awaits ``putter(value)``."""
-        if kind not in ('float', 'int', 'string'):
-            raise ValueError(f'AppServer.add({name!r}): kind must be float, int or string, not {kind!r}')
+        if kind not in ('float', 'int', 'string', 'chars'):
+            raise ValueError(f'AppServer.add({name!r}): kind must be float, int or string, not {kind!r} '
+                             "('chars' too: a long string, for devioc.rpc)")
         if self._thread is not None:
             raise RuntimeError(f'AppServer.add({name!r}): the server is already running; add PVs before start()')
         self._pvs[name] = (kind, putter, value)
@@ -158,8 +160,10 @@ class AppServer:
         classes = _channel_classes()
         pvdb = {}
         for name, (kind, putter, value) in self._pvs.items():
-            initial = value if value is not None else {'float': 0.0, 'int': 0, 'string': ''}[kind]
+            initial = value if value is not None else {'float': 0.0, 'int': 0, 'string': '', 'chars': ''}[kind]
             extra = {'string_encoding': 'latin-1'} if kind == 'string' else {}
+            if kind == 'chars':  # devioc.rpc: a long string of up to 65535 bytes, as UTF-8 text
+                initial, extra = '', {'string_encoding': 'utf-8', 'max_length': 65535}
             pvdb[name] = classes[kind](putter=putter, value=initial, **extra)
         context = QuietContext(pvdb, [self.host])
         # caproto's start/stop/connect lines are noise in an app's log: ours, at WARNING unless set

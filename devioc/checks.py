@@ -60,6 +60,8 @@ CHECKS = {
     'devioc.E025': 'field whose PV is also one of the model\'s health records (<device>:IOC:HEARTBEAT ...)',
     'devioc.E026': 'blocking=True on a kind that cannot block (input, array, long String, calc), with out=/OUT/'
                    'DTYP, or a bad blocking_timeout (devioc.blocking)',
+    'devioc.E028': 'an @models.function the app serves cannot be served as PVs (*args, a bad name, timeout or '
+                   'size, a PV name over 60 bytes or taken by a field) (devioc.rpc)',
     'devioc.W001': 'lower-case keyword that names an EPICS field: applied as that field',
     'devioc.W002': 'String(max_length=40): served as a stringout of 39 bytes, as the original devioc did',
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',

@@ -433,6 +433,68 @@ def run_command(ctx: click.Context, target: str | None, args: tuple) -> None:
     from .runner import command
 
     command(target).main(args=list(args), prog_name=f'{ctx.find_root().info_name or "devioc"} run {target}')
+# -- devioc call (devioc.rpc / devioc.client) ----------------------------------------------------
+def _call_value(text: str) -> Any:
+    """A command-line value: JSON when it parses (3, 1.5, true, [1, 2], "x"), else the text itself."""
+    import json
+
+    from .rpc import decode_hook
+    try:
+        return json.loads(text, object_hook=decode_hook)
+    except ValueError:
+        return text
+
+
+@main.command('call', context_settings={'help_option_names': ['-h', '--help']})
+@click.argument('device')
+@click.argument('function', required=False)
+@click.argument('arguments', nargs=-1)
+@click.option('--list', 'show_list', is_flag=True, help='List the functions DEVICE serves and their signatures.')
+@click.option('--timeout', type=float, default=None, help='Seconds the call may take (default: the function\'s).')
+@click.option('--connect-timeout', type=float, default=5.0, show_default=True,
+              help='Seconds to wait for the device\'s channels.')
+def call_command(device: str, function: str | None, arguments: tuple, show_list: bool, timeout: float | None,
+                 connect_timeout: float) -> None:
+    """Call FUNCTION of the devioc app serving DEVICE: devioc call ROBOT-1 mount port=L3 puck=2.
+
+    ARGUMENTS are NAME=VALUE (keyword) or VALUE (positional); a VALUE is read as JSON when it parses
+    (3, 1.5, true, [1,2], "a b"), else taken as text. The result is printed as JSON; a failed call
+    prints TYPE: MESSAGE on stderr and exits 1.
+    """
+    import json
+
+    from .client import Client, RPCConnectionError
+    from .rpc import RPCError
+
+    args, kwargs = [], {}
+    for item in arguments:
+        key, sep, value = item.partition('=')
+        if sep and MACRO_KEY.match(key):
+            kwargs[key] = _call_value(value)
+        elif kwargs:
+            raise click.BadParameter(f'{item!r}: a positional value after NAME=VALUE ones', param_hint='ARGUMENTS')
+        else:
+            args.append(_call_value(item))
+    if timeout is not None:
+        kwargs['_timeout'] = timeout
+    try:
+        client = Client(device, timeout=connect_timeout)
+    except RPCConnectionError as err:
+        raise DeviocError(str(err)) from None
+    if show_list or function is None:
+        if not client.functions:
+            click.echo(f'{device} serves no functions')
+        for spec in client.functions.values():
+            click.echo(spec['signature'] + (f'\n    {spec["doc"]}' if spec.get('doc') else ''))
+        return
+    try:
+        result = client.call(function, *args, **kwargs)
+    except AttributeError as err:
+        raise DeviocError(str(err)) from None
+    except (RPCError, TimeoutError, RPCConnectionError, ValueError) as err:
+        raise DeviocError(str(err)) from None
+    click.echo(json.dumps(result, default=lambda v: v.tolist() if hasattr(v, 'tolist') else str(v)))
+# -- end devioc call
 
 
 def startproject_main(argv: list[str] | None = None) -> None:

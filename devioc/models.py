@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import access, autosave, blocking, checks, groups, lock, render, validation
+from . import access, autosave, blocking, checks, groups, lock, render, rpc, validation
 from . import health as health_mod
 from .groups import Group  # noqa: F401  (models.Group)
 from .restart import supervisor_for
@@ -27,6 +27,7 @@ from .records import (  # noqa: F401  (re-exported: models.Float, ...)
     Array, BinaryInput, BinaryOutput, BoolInput, Calc, CalcOut, Enum, Enumeration, EnumInput, Float,
     FloatInput, Integer, IntegerInput, Record, String, StringInput, Toggle,
 )
+from .rpc import function  # noqa: F401  (models.function: serve an app method as a remote procedure)
 from .softioc import IOCProcess, IOCStartError, find_softioc
 
 DEFAULT_CA_PORT = 5064
@@ -245,6 +246,7 @@ class Model(metaclass=ModelType):
         self._ioc_exit_code: int | None = None
         self._lock_file = None
         self._blocking: blocking.Blocking | None = None  # the app server of blocking fields (devioc.blocking)
+        self._rpc: rpc.Server | None = None  # the app's @function methods (devioc.rpc)
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
         self._autosave: autosave.Saver | None = None  # autosave of the fields that ask for it
@@ -285,6 +287,7 @@ class Model(metaclass=ModelType):
 
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
         self._blocking = blocking.attach(self, records)  # blocking fields: their OUT names the app's server
+        self._rpc = rpc.attach(self)  # devioc.rpc: the records and app server of the app's functions
         self._records = records   # as declared: a restart (devioc.restart) renders them again
         cmd_file = self._write_files()
         env = dict(os.environ)
@@ -293,6 +296,8 @@ class Model(metaclass=ModelType):
             env.pop('EPICS_CAS_SERVER_PORT', None)
         if self._blocking is not None:  # softIoc's links find the app's server through its address list
             self._blocking.environ(env)
+        if self._rpc is not None:  # devioc.rpc: the functions' links find the app's server the same way
+            self._rpc.environ(env)
         self._udp_port = int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT') or DEFAULT_CA_PORT)
         self._check_port_free_here(self._udp_port)
         if ca_port:
@@ -334,6 +339,8 @@ class Model(metaclass=ModelType):
         if self._health is not None:   # devioc.health: connect its channels, update them at 1 Hz
             self._health.connect(reactor, started + limit)
             reactor.callFromThread(self._health.start, reactor)
+        if self._rpc is not None:  # devioc.rpc: argument monitors and the list of functions
+            self._rpc.ready(max(started + limit - time.monotonic(), 1.0))
         self._ready = True
         self._hooks.start()   # devioc.app: on_start, then @every and scan_<field>, once the reactor runs
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
@@ -357,6 +364,9 @@ class Model(metaclass=ModelType):
         if self._blocking is not None:   # devioc.blocking: its helper records
             with db_file.open('a') as db:
                 db.write(self._blocking.extra_db())
+        if self._rpc is not None:   # devioc.rpc: the records of the app's functions
+            with db_file.open('a') as db:
+                db.write(self._rpc.extra_db())
         acf_file = self._acf  # access (issue 14): a site's file, or the one rendered from the model
         # health records are read-only too: their group needs the file even when no field is read-only
         if acf_file is None and (access.uses_access(type(self)) or self._health is not None):
@@ -421,6 +431,8 @@ class Model(metaclass=ModelType):
             pv.connect(reactor)
         if self._blocking is not None:  # the helper records of blocking fields (devioc.blocking)
             self._blocking.connect(reactor)
+        if self._rpc is not None:  # the functions' records (devioc.rpc)
+            self._rpc.connect(reactor)
         ca_flush()
         unconnected = list(self._pvs.values())
 
@@ -543,6 +555,9 @@ class Model(metaclass=ModelType):
         if self._blocking is not None:  # after softIoc: no link waits on it any more
             self._blocking.stop()
             self._blocking = None
+        if self._rpc is not None:  # devioc.rpc: after softIoc, as blocking's
+            self._rpc.stop()
+            self._rpc = None
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()

@@ -44,9 +44,10 @@ import logging
 import time
 from typing import Dict, List, Optional
 
-from twisted.internet import error
+from twisted.internet import defer, error, task
 
 import devioc
+from devioc import models
 
 from . import payloads as pl
 from .dcs import Completion, DCSListener, DCSServerFactory, NotConnected
@@ -59,6 +60,10 @@ STRINGS = ['robot_status', 'robot_state', 'robot_sample', 'robot_cassette', 'rob
            'robot_safety', 'robot_io', 'robot_force', 'robot_heartbeat']
 LOG_LEVELS = {'info': 0, 'warning': 1, 'error': 2}
 DEFAULT_DCS_PORT = 14242
+
+
+class RobotError(RuntimeError):
+    """A remote call of a robot operation was refused, or the operation ended in error or aborted."""
 
 
 class BridgeError(RuntimeError):
@@ -96,6 +101,7 @@ class RobotBridge(DCSListener):
                        'abort_count': 0, 'refused_count': 0, 'mount_count': 0,
                        'dismount_count': 0, 'log_count': 0}
         self.robot_status: Dict[str, str] = {}
+        self.last_refusal: Optional[str] = None
         all_macros = {'gonio': f'{device}-GONIO'}
         all_macros.update(macros or {})
         self.ioc = Robot(device, callbacks=self, macros=all_macros)
@@ -127,6 +133,7 @@ class RobotBridge(DCSListener):
         self.count('log_count')
 
     def refuse(self, command: str, why: str) -> None:
+        self.last_refusal = why  # for the remote procedures (devioc.rpc), which raise it
         self.post_log('warning', 'bridge', f'refused {command}: {why}')
         self.ioc.op_state.put(5)
         self.ioc.op_msg.put(f'refused {command}: {why}'[:199])
@@ -209,6 +216,84 @@ class RobotBridge(DCSListener):
             self.refuse('abort', 'robot DHS not connected')
             return
         self.post_log('warning', 'bridge', f'abort ({mode}) sent')
+
+    # -- remote procedures (devioc.rpc): the same commands as calls that end with the operation ---
+    # ``devioc call ROBOT-1 mount port=lA1`` or ``Client('ROBOT-1').mount('lA1')`` returns the DHS's
+    # completion text once the robot has finished, or raises RobotError (refused, error, aborted).
+    def _operation(self, command: str, operation: str, *args: str) -> defer.Deferred:
+        before, self.last_refusal = self.current, None
+        self.command(command, operation, *args)
+        op = self.current
+        if op is None or op is before:
+            raise RobotError(f'refused {command}: {self.last_refusal or "not started"}')
+
+        def cancel(_: defer.Deferred) -> None:  # a client's cancel, or the call's timeout
+            try:
+                self.factory.abort_all('soft')
+                self.post_log('warning', 'bridge', f'abort (soft) sent: the call of {command} was cancelled')
+            except NotConnected:
+                pass
+
+        result = defer.Deferred(canceller=cancel)
+
+        def ended(completion: Completion) -> Completion:
+            if not result.called:
+                if completion.status == 'normal':
+                    result.callback(completion.text)
+                else:
+                    result.errback(RobotError(f'{completion.operation} {completion.handle} {completion.status}: '
+                                              f'{completion.text}'))
+            return completion
+
+        op.deferred.addCallback(ended)
+        return result
+
+    def _port(self, command: str, port: str) -> tuple:
+        try:
+            cassette, column, row = pl.parse_port(port.strip())
+        except pl.PayloadError as exc:
+            self.refuse(f'{command} {port}', str(exc))
+            raise RobotError(f'refused {command} {port}: {exc}') from None
+        return cassette, column, str(row)
+
+    @models.function(timeout=600)
+    def mount(self, port: str) -> str:
+        """Mount the sample at port (e.g. lA1); returns when the robot has finished."""
+        return self._operation(f'mount {port}', 'robot_mount', *self._port('mount', port))
+
+    @models.function(timeout=600)
+    def prefetch(self, port: str) -> str:
+        """Prefetch the sample at port (e.g. lA1) into the gripper."""
+        return self._operation(f'prefetch {port}', 'robot_prefetch', *self._port('prefetch', port))
+
+    @models.function(timeout=600)
+    def dismount(self) -> str:
+        """Put the mounted sample back; returns when the robot has finished."""
+        return self._operation('dismount', 'robot_dismount')
+
+    @models.function(timeout=600)
+    def standby(self) -> str:
+        """Send the robot to standby."""
+        return self._operation('standby', 'robot_standby')
+
+    @models.function(timeout=600)
+    def reset(self) -> str:
+        """Reset the robot (robot_config reset)."""
+        return self._operation('reset', 'robot_config', 'reset')
+
+    @models.function(timeout=10)
+    def abort(self, mode: str = 'soft') -> str:
+        """Abort every running operation (mode soft or hard); returns at once."""
+        if mode not in ('soft', 'hard'):
+            raise ValueError(f'mode must be soft or hard, not {mode!r}')
+        try:
+            self.factory.abort_all(mode)
+        except NotConnected:
+            self.refuse('abort', 'robot DHS not connected')
+            raise RobotError('refused abort: robot DHS not connected') from None
+        self.post_log('warning', 'bridge', f'abort ({mode}) sent')
+        return mode
+    # -- end remote procedures
 
     # -- DCS events ---------------------------------------------------------------------------
     def dhs_connected(self, name: str, version: int) -> None:
