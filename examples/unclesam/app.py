@@ -44,7 +44,7 @@ import logging
 import time
 from typing import Dict, List, Optional
 
-from twisted.internet import defer, error, task
+from twisted.internet import defer, error
 
 import devioc
 from devioc import models
