@@ -105,6 +105,9 @@ class _Field:
         self.kind = BLOCKING_RECORD_TYPES[record.record]
         self.timeout = float(record.blocking_timeout or DEFAULT_TIMEOUT)
         self.handler: Callable | None = None
+        #: write_<field>, when the app has one: then it alone is called (and held) for client writes,
+        #: and do_<field> keeps its monitor meaning (devioc.writes' hidden records are not rendered)
+        self.write_handler: Callable | None = None
         self.pv: Any = None
         #: the helper record that puts this field's record in UDF alarm (None: the kind cannot show it)
         self.flag_name: str | None = None
@@ -136,8 +139,13 @@ class _Field:
 
     async def write(self, raw: Any) -> None:
         """A write through the record's link: call the handler on the reactor, and wait for it."""
-        handler = self.handler
         own = self._take_own()
+        if self.write_handler is not None:
+            if own:   # the app's own put: do_<field> sees it through the monitor, write_<field> never
+                return
+            handler = self.write_handler
+        else:
+            handler = self.handler
         if handler is None:
             return
         value = self.python_value(raw)
@@ -151,11 +159,15 @@ class _Field:
         try:
             ok = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.timeout)
         except asyncio.TimeoutError:
-            logger.error('%s: do_%s(%r) did not finish within blocking_timeout=%g s: the client\'s put is '
-                         'completed now, the handler goes on', self.pv_name, self.attname, value, self.timeout)
+            logger.error('%s: %s(%r) did not finish within blocking_timeout=%g s: the client\'s put is '
+                         'completed now, the handler goes on', self.pv_name, self.handler_name, value, self.timeout)
             ok = False
         if not ok:
             await asyncio.get_running_loop().run_in_executor(None, self.raise_alarm)
+
+    @property
+    def handler_name(self) -> str:
+        return f'{"write_" if self.write_handler is not None else "do_"}{self.attname}'
 
     def raise_alarm(self) -> None:
         """Put the record in UDF alarm for the write being completed (a worker thread; waits for softIoc)."""
@@ -179,14 +191,14 @@ class _Field:
                     pass
 
         def failed(failure: Any) -> None:
-            logger.error('%s: do_%s(%r) failed; the put is completed anyway:\n%s', self.pv_name, self.attname,
+            logger.error('%s: %s(%r) failed; the put is completed anyway:\n%s', self.pv_name, self.handler_name,
                          value, failure.getTraceback())
             finish(ok=False)
 
         try:
             result = handler(self.pv, value, self.model)
         except Exception:
-            logger.exception('%s: do_%s(%r) raised; the put is completed anyway', self.pv_name, self.attname,
+            logger.exception('%s: %s(%r) raised; the put is completed anyway', self.pv_name, self.handler_name,
                              value)
             finish(ok=False)
             return
@@ -276,13 +288,21 @@ class Blocking:
         addresses = env.get('EPICS_CA_ADDR_LIST', '').split()
         env['EPICS_CA_ADDR_LIST'] = ' '.join(addresses + [self.server.address])
 
-    def bind(self, attname: str, pv: Any, callback: Callable | None) -> Callable | None:
-        """Give a blocking field's PV its handler; returns the monitor callback (initial value only)."""
+    def bind(self, attname: str, pv: Any, callback: Callable | None,
+             write_callback: Callable | None = None) -> Callable | None:
+        """Give a blocking field's PV its handler; returns the PV's monitor callback.
+
+        With ``write_callback`` (the app's write_<field>), it is the handler of client writes and
+        ``callback`` (do_<field>) stays the monitor callback of every posted value; without, do_<field>
+        is the handler and the monitor gives it the initial value only.
+        """
         field = self.fields.get(attname)
         if field is None:
             return callback
-        field.pv, field.handler = pv, callback
+        field.pv, field.handler, field.write_handler = pv, callback, write_callback
         pv._blocking = field
+        if write_callback is not None:
+            return callback
         return _InitialOnly(callback) if callback is not None else None
 
     def stop(self) -> None:

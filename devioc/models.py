@@ -265,8 +265,9 @@ class Model(metaclass=ModelType):
         # -- end devioc.app
         # write_<field> callbacks (devioc.writes): hidden records beside those fields
         from . import writes
+        # (a blocking field's writes reach the app's server, which calls its write_<field> itself)
         self._write_plans, self._extra_records = writes.plan(type(self), self._callbacks, records, lambda att: (
-            writes.write_callback_for(self._callbacks, att, self._fields) or groups.callback_for(type(self), att, 'write_')))
+            None if getattr(self._fields[att], 'blocking', False) is True else self._write_callback(att)))
         checks.raise_if(validation.check_validators(type(self), self._callbacks)  # issue 14 §4
                         + access.check_client_hooks(type(self), self._callbacks))
         self._acf = _site_acf(type(self), acf)  # access (issue 14)
@@ -320,7 +321,7 @@ class Model(metaclass=ModelType):
             pv = PV(pv_name, self._fields[attname], self, callback)
             writes.attach(pv, self._write_plans.get(attname))
             if self._blocking is not None:  # devioc.blocking: its writes call the handler, not its monitor
-                pv.callback = self._blocking.bind(attname, pv, callback)
+                pv.callback = self._blocking.bind(attname, pv, callback, self._write_callback(attname))
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             validator = validation.validator_for(self._callbacks, attname)  # validate_<field> (issue 14 §4)
@@ -345,6 +346,13 @@ class Model(metaclass=ModelType):
         self._hooks.start()   # devioc.app: on_start, then @every and scan_<field>, once the reactor runs
         logger.info('%s: %d records up in %.2f s (softIoc pid %s, %s)', self._device_name, len(records),
                     time.monotonic() - started, self._process.pid, self._directory)
+
+    def _write_callback(self, attname: str) -> Callable | None:
+        """The app's write_<field> for the field ``attname`` (its group's callbacks included), or None."""
+        from . import writes
+
+        return (writes.write_callback_for(self._callbacks, attname, self._fields)
+                or groups.callback_for(type(self), attname, 'write_'))
 
     def _write_files(self) -> Path:
         """Render the .db and .cmd into the cache directory (at start, and again at each restart).
