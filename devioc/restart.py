@@ -248,8 +248,11 @@ def reconnect(pvs: list[Any]) -> None:
 
     for pv in pvs:
         callback, monitored, reactor = pv.callback, pv.monitored, pv._reactor
+        validation = getattr(pv, '_validation', None)   # validate_<field> (devioc.validation)
         pv.disconnect()
         pv.callback = callback
+        if validation is not None:
+            pv._validation = validation
         pv.connect(reactor)
         if monitored:
             pv.subscribe()

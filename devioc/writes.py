@@ -50,6 +50,7 @@ WATCH_SUFFIX = ':_w'
 #: the longest suffix: the public name must leave room for it within EPICS' 60 bytes
 LONGEST_SUFFIX = max(len(APP_SUFFIX), len(GATE_SUFFIX), len(WATCH_SUFFIX))
 #: menuAlarmStat index of DISABLE: the status of the event a detector posts when it is disabled
+UDF_STATUS = 17   # menuAlarmStat UDF: a record never processed
 DISABLE_STATUS = 18
 
 #: the twin (the app's door) by record type: an output record writing the same DBR type
@@ -188,10 +189,21 @@ class WriteWatch(PV):
         self.ftype = plan.ftype
         self._seen_first = False
 
+    def connect(self, reactor: Any) -> None:
+        self._seen_first = False   # a new channel (a restarted softIoc too): its first event is a state
+        super().connect(reactor)
+
     def _on_monitor(self, value: Any, severity: int = 0, status: int = 0, timestamp: float = 0.0) -> None:
         if not self._seen_first:
             self._seen_first = True
             self._has_value.set()
+            # a detector never processed is UDF; one last processed by no client write is DISABLE:
+            # anything else is a client write made before the app subscribed (after iocInit)
+            if status in (UDF_STATUS, DISABLE_STATUS) or self.callback is None:
+                return
+            logger.warning('%s: a client wrote %r before the app was ready; write_%s is called for it (with '
+                           'the last value, if there were several)', self.public.name, value, self.record.attname)
+            dispatcher.post(self._reactor, self, self._from_ca(value))
             return
         if status == DISABLE_STATUS:
             return
@@ -214,9 +226,14 @@ class WriteLink:
     def __init__(self, public: PV, plan: WritePlan):
         self.twin = PV(plan.app_name, public.record, public.model)
         self.watch = WriteWatch(public, plan)
+        self.callback = plan.callback
 
     def connect(self, reactor: Any) -> None:
-        """Create both channels and subscribe to the detector (libca queues it until connected)."""
+        """Create both channels and subscribe to the detector (libca queues it until connected).
+
+        Also after :meth:`disconnect` (a restarted softIoc): the detector gets its write_<field> back.
+        """
+        self.watch.callback = self.callback
         self.twin.connect(reactor)
         self.watch.connect(reactor)
         self.watch.subscribe()
