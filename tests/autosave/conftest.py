@@ -1,9 +1,15 @@
 """Fixtures of the autosave tests: real small filesystems for full-disk and read-only faults."""
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+# The tests import their helper modules beside them (autosave_faults, autosave_kills): CI runs pytest
+# with --import-mode=importlib, which puts no test folder on sys.path, so this conftest does.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture
