@@ -31,19 +31,40 @@ _taken: set[int] = set()
 _released: dict[int, float] = {}
 
 
+def _ephemeral_ports() -> tuple[int, int]:
+    """The kernel's range of ports for sockets bound to port 0 (Linux: ip_local_port_range)."""
+    try:
+        low, high = (int(n) for n in open('/proc/sys/net/ipv4/ip_local_port_range').read().split())
+        return low, high
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def _free_port() -> int:
-    """A port free for both TCP and UDP on 127.0.0.1."""
-    for _ in range(100):
-        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-            tcp.bind(('127.0.0.1', 0))
-            port = tcp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-                try:
-                    udp.bind(('127.0.0.1', port))
-                except OSError:
-                    continue
-        if port not in _pool:
-            return port
+    """A port free for both TCP and UDP on 127.0.0.1, outside the kernel's ephemeral range.
+
+    The pool's ports are all in every test client's EPICS_CA_ADDR_LIST. A port from the ephemeral
+    range, once its IOC is gone, could be given to any client's own UDP socket (a caget's, libca's):
+    that client would then take other clients' search requests for replies, and they would see a
+    second server for every name ("Identical process variable names on multiple servers", at
+    0.0.0.1:5, a search request read as a reply). Below the range, only a deliberate bind takes it.
+    """
+    import random
+
+    low, high = _ephemeral_ports()
+    choices = range(20000, low) if low > 21000 else range(high + 1, 65000)
+    for _ in range(200):
+        port = random.choice(choices)
+        if port in _pool:
+            continue
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp, \
+                socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+            try:
+                tcp.bind(('127.0.0.1', port))
+                udp.bind(('127.0.0.1', port))
+            except OSError:
+                continue
+        return port
     raise RuntimeError('no free loopback port for a test IOC')
 
 
