@@ -1,0 +1,163 @@
+"""Alarms set from Python (issue 14 §3) and the refusal alarm of validate_<field> (§4), end to end:
+a live softIoc, the C caget/camonitor and a pyepics client read STAT and SEVR."""
+import subprocess
+import time
+
+import pytest
+
+from devioc import models
+from devioc.checks import ModelError
+from devioc.render import render_db
+from devioc.testing import caget, caput, epics_tool, wait_for
+
+
+class Plant(models.Model):
+    temp = models.FloatInput('temp', default=20.0, alarm=True)          # input kind, read-only (shell route)
+    heater = models.Float('heater', default=1.5, alarm=True)            # output kind, CA route
+    mode = models.Enum('mode', choices=['AUTO', 'MANUAL'], alarm=True)
+    count = models.Integer('count', default=0)                          # counts the heater's FLNK
+    plain = models.Float('plain', default=0.0)                          # no alarm=True
+
+
+def _alarm(name, env):
+    return caget(f'{name}.SEVR', env), caget(f'{name}.STAT', env)
+
+
+@pytest.fixture
+def plant(device, ca_port):
+    model = Plant(device, ca_port=ca_port)
+    yield model
+    model.shutdown()
+
+
+def test_render_adds_one_hidden_record_per_alarmed_field():
+    text = render_db(Plant, 'DEV')
+    assert text.count('record(mbbi, "DEV:temp:alarm")') == 1
+    assert 'field(SDIS, "DEV:heater:alarm.DISA NPP MSS")' in text
+    assert text.count('record(') == 5 + 3                               # five fields, three alarmed
+    assert 'record(ai, "DEV:temp")' in text and 'record(ao, "DEV:heater")' in text   # type kept
+    assert 'plain:alarm' not in text
+
+
+def test_alarm_keyword_is_checked():
+    with pytest.raises(ModelError, match='alarm must be True or False'):
+        type('Bad', (models.Model,), {'__module__': __name__, 'x': models.Float('x', alarm='yes')})
+    with pytest.raises(ModelError, match='SDIS'):
+        type('Bad2', (models.Model,), {'__module__': __name__, 'x': models.Float('x', alarm=True, SDIS='A')})
+
+
+def test_set_and_clear_on_input_and_output_kinds(plant, ca_env):
+    dev = plant.device_name
+    wait_for(lambda: plant.heater.get() == 1.5, what='the initial value')
+    for field in ('temp', 'heater', 'mode'):
+        name = f'{dev}:{field}'
+        assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+        assert getattr(plant, field).set_alarm('MAJOR', message='too hot', wait=True)
+        assert _alarm(name, ca_env) == ('MAJOR', 'STATE')
+        assert getattr(plant, field).alarm_message == 'too hot'
+        assert getattr(plant, field).set_alarm(3, wait=True)
+        assert _alarm(name, ca_env) == ('INVALID', 'STATE')
+        assert getattr(plant, field).clear_alarm(wait=True)
+        assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+    assert caget(f'{dev}:heater.RTYP', ca_env) == 'ao' and caget(f'{dev}:temp.RTYP', ca_env) == 'ai'
+
+
+def test_alarm_stays_through_client_writes_until_cleared(plant, ca_env):
+    name = f'{plant.device_name}:heater'
+    plant.heater.set_alarm('MINOR', wait=True)
+    caput(name, 7.25, ca_env)
+    assert caget(name, ca_env) == '7.25'
+    assert _alarm(name, ca_env) == ('MINOR', 'STATE')   # the record processed again and kept it
+    plant.heater.clear_alarm(wait=True)
+    caput(name, 8, ca_env)
+    assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+
+
+def test_put_with_severity_sets_value_and_alarm_in_one_event(plant, ca_env):
+    name = f'{plant.device_name}:temp'
+    monitor = subprocess.Popen([epics_tool('camonitor'), '-g8', name], env=ca_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: plant.temp.get() == 20.0, what='the initial value')
+        time.sleep(1.0)   # camonitor connected and has printed its first line
+        assert plant.temp.put(95.5, severity='MAJOR', wait=True)
+        assert plant.temp.put(96.5, severity='MAJOR', wait=True)     # unchanged alarm: the plain path
+        assert plant.temp.put(21.0, severity=0, wait=True)
+        assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out = monitor.communicate(timeout=10)[0]
+    lines = [line.split() for line in out.splitlines() if line.startswith(name)]
+    values = [(line[3], line[4:]) for line in lines]
+    assert values[1:] == [('95.5', ['STATE', 'MAJOR']), ('96.5', ['STATE', 'MAJOR']), ('21', [])], out
+    assert plant.temp.severity == 0
+
+
+def test_pyepics_client_sees_the_alarm(plant, ca_env, monkeypatch):
+    for key, value in ca_env.items():
+        monkeypatch.setenv(key, value)
+    script = ('import epics, sys; pv = epics.PV(sys.argv[1]); v = pv.get(timeout=5); '
+              'print(pv.severity, pv.status, v)')
+    plant.heater.put(3.5, severity='INVALID', wait=True)
+    out = subprocess.run([__import__('sys').executable, '-c', script, f'{plant.device_name}:heater'], env=ca_env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ['3', '7', '3.5'], out.stderr   # INVALID_ALARM, STATE_ALARM (alarm.h)
+
+
+def test_unchanged_alarm_sends_nothing(plant, ca_env, monkeypatch):
+    sent = []
+    command = plant._process.command
+    monkeypatch.setattr(plant._process, 'command', lambda line, done=None: (sent.append(line), command(line, done)))
+    plant.heater.set_alarm('MINOR', wait=True)
+    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:heater:alarm'".encode(),
+                                                  f"'{plant.device_name}:heater.PROC'".encode()]
+    plant.heater.set_alarm('MINOR', wait=True)     # unchanged: no line, no processing
+    plant.heater.put(2.0, severity='MINOR', wait=True)   # unchanged: the plain CA put
+    assert len(sent) == 2
+    assert _alarm(f'{plant.device_name}:heater', ca_env) == ('MINOR', 'STATE')
+    assert caget(f'{plant.device_name}:heater', ca_env) == '2'
+
+
+def test_errors_name_the_field_and_the_fix(plant):
+    with pytest.raises(RuntimeError, match='alarm=True'):
+        plant.plain.set_alarm('MAJOR')
+    with pytest.raises(ValueError, match='severity'):
+        plant.heater.set_alarm('LOUD')
+    with pytest.raises(ValueError, match='STATE'):
+        plant.heater.set_alarm('MAJOR', status='WRITE')
+    with pytest.raises(ValueError, match='severity='):
+        plant.heater.put(1.0, message='x')
+
+
+class Guarded(models.Model):
+    level = models.Float('level', default=10.0, alarm=True)
+
+
+class Guard:
+    def validate_level(self, pv, value, ioc):
+        return value >= 0
+
+
+def test_refused_value_raises_a_minor_alarm_until_an_accepted_one(device, ca_port, ca_env):
+    from twisted.internet import reactor
+    model = Guarded(device, callbacks=Guard(), ca_port=ca_port)
+    try:
+        name = f'{device}:level'
+
+        def turns(until, what):
+            deadline = time.monotonic() + 10
+            while not until():
+                reactor.iterate(0.01)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'timed out waiting for {what}')
+
+        turns(lambda: model.level.get() == 10.0, 'the initial value')
+        caput(name, -5, ca_env)
+        turns(lambda: caget(name, ca_env) == '10' and _alarm(name, ca_env) == ('MINOR', 'STATE'), 'the refusal')
+        assert model.level.alarm_message == 'refused -5.0'
+        caput(name, 4, ca_env)
+        turns(lambda: _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM'), 'the alarm cleared')
+        assert caget(name, ca_env) == '4'
+    finally:
+        model.shutdown()
