@@ -17,16 +17,20 @@ What base 7.0.8.1 gives this way, checked live:
 - message: none. MSS copies the source's AMSG too, but no record of base lets one write an AMSG, so
   it stays empty. The message is kept on the PV (``pv.alarm_message``) and logged, nowhere else.
 
-Writes go through softIoc's shell (``dbpf``), one ordered stream: the hidden record's new state,
-then the public record's value (``put(value, severity=...)``) or ``PROC`` (``set_alarm``). So an
-alarm change processes the public record once: an output record writes its OUT link again and
-fires its FLNK, as any processing does. A ``put`` whose alarm does not change takes the ordinary
-path, with no extra write.
+An alarm goes the way the field's values go, so that the two stay in order: over Channel Access
+for a field the app writes over CA (two more channels: the hidden record and ``<pv>.PROC``), and
+through softIoc's shell (``dbpf``) for a read-only or restricted field (:mod:`devioc.access`).
+First the hidden record's new state, then the public record's value (``put(value, severity=...)``:
+one processing, one monitor event with both) or ``PROC`` (``set_alarm``: one processing, in which
+an output record writes its OUT link again and fires its FLNK, as any processing does). A ``put``
+whose severity does not change takes the ordinary path, with no extra write. The hidden record
+has the field's access group, so a client that may write the field may also write its alarm.
 """
 from __future__ import annotations
 
 import logging
 import threading
+import time
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -81,7 +85,6 @@ def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> l
     Raises:
         ValueError: a hidden name is taken by a field, or longer than EPICS allows.
     """
-    from .access import RO_GROUP, uses_access
     from .checks import MAX_NAME
 
     names = {name for name, _ in records.values()}
@@ -101,14 +104,16 @@ def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> l
         for (label, sevr), (st, sv) in zip(zip(SEVERITIES, SEVERITIES), (('ZRST', 'ZRSV'), ('ONST', 'ONSV'),
                                                                        ('TWST', 'TWSV'), ('THST', 'THSV'))):
             fields[st], fields[sv] = label, sevr
-        if uses_access(model_class):   # clients read it; the app writes it through the shell
-            fields['ASG'] = RO_GROUP
+        asg = model_class._fields[att].db_fields().get('ASG')
+        if asg:   # the field's group: the app writes the alarm the way it writes the field
+            fields['ASG'] = asg
         out.append(('mbbi', hidden, fields))
     return out
 
 
 class AlarmState:
-    """The alarm the app last set on one ``alarm=True`` field (kept on its PV).
+    """The alarm the app last set on one ``alarm=True`` field (kept on its PV), and the channels
+    that write it when the field is written over Channel Access.
 
     Args:
         pv_name: the public PV name.
@@ -120,7 +125,31 @@ class AlarmState:
         self.status = 'NO_ALARM'
         self.message = ''
         self.from_validation = False
-        self.lock = threading.Lock()   # alarm lines and the value line that follows go out together
+        #: the severity argument of the app's last call, as given: put() compares it first (the fast path)
+        self.given: Any = 'NO_ALARM'
+        self.lock = threading.Lock()   # the alarm's write and the value's that follows go out together
+        self.channels: tuple[Any, Any] | None = None   # (hidden record, <pv>.PROC): CA-written fields
+
+    def connect(self, pv: Any, reactor: Any) -> None:
+        """Open the channels to the hidden record and to ``<pv>.PROC`` (a field the app writes over CA).
+
+        The field's value and its alarm then travel on the one CA circuit to softIoc, in order.
+        """
+        from .channels import PV
+        from .records import Enum, Integer
+
+        asg = {'ASG': pv.record.fields['ASG']} if pv.record.fields.get('ASG') else {}
+        hidden = PV(self.hidden, Enum(self.hidden, choices=list(SEVERITIES), **asg), pv.model)
+        proc = PV(f'{pv.name}.PROC', Integer(f'{pv.name}.PROC', **asg), pv.model)
+        for channel in (hidden, proc):
+            channel.connect(reactor)
+        self.channels = (hidden, proc)
+
+    def disconnect(self) -> None:
+        """Close the channels (the model's shutdown)."""
+        for channel in self.channels or ():
+            channel.disconnect()
+        self.channels = None
 
 
 def _quote(text: str) -> str:
@@ -143,51 +172,88 @@ def _process_of(pv: Any) -> Any:
     return process
 
 
-def _change(pv: Any, severity: Any, status: Any, message: Any) -> tuple[AlarmState, bytes | None]:
-    """Record the new alarm on the PV; the shell line that sets it, or None when it is unchanged."""
-    state = _state_of(pv)
+def _channels(pv: Any, state: AlarmState) -> tuple[Any, Any]:
+    """The CA channels of ``state``, once connected (they connect with the model: this rarely waits)."""
+    if state.channels is None:
+        raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    deadline = time.monotonic() + 5.0
+    while not all(channel.connected for channel in state.channels):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'cannot set the alarm of {pv.name}: {state.hidden} did not connect in 5 s; '
+                               'is the IOC running?')
+        time.sleep(0.001)
+    return state.channels
+
+
+def _new(pv: Any, state: AlarmState, severity: Any, status: Any, message: Any) -> tuple[str, str, str] | None:
+    """The new (severity, status, message), or None when the severity is unchanged (the message is
+    then replaced when one is given)."""
     sevr = severity_name(severity, pv.name)
     stat = status_name(status, sevr, pv.name)
-    text = '' if message is None else str(message)
     if sevr == state.severity:
-        state.message = text
-        return state, None
-    if sevr == 'NO_ALARM':
+        if message is not None:
+            state.message = str(message)
+        state.given = severity
+        return None
+    text = '' if message is None else str(message)
+    return sevr, stat, text
+
+
+def _commit(pv: Any, state: AlarmState, new: tuple[str, str, str], given: Any) -> None:
+    state.severity, state.status, state.message = new
+    state.given = given
+    if new[0] == 'NO_ALARM':
         logger.info('%s: alarm cleared', pv.name)
     else:
-        logger.warning('%s: %s %s alarm%s', pv.name, sevr, stat, f': {text}' if text else '')
-    state.severity, state.status, state.message = sevr, stat, text
-    return state, f'dbpf {_quote(state.hidden)} {_quote(sevr)} >/dev/null\n'.encode()
+        logger.warning('%s: %s %s alarm%s', pv.name, new[0], new[1], f': {new[2]}' if new[2] else '')
+
+
+def _hidden_line(state: AlarmState, sevr: str) -> bytes:
+    return f'dbpf {_quote(state.hidden)} {_quote(sevr)} >/dev/null\n'.encode()
 
 
 def set_alarm(pv: Any, severity: Any, status: Any = None, message: Any = None, wait: bool = False,
               timeout: float = 30.0) -> bool:
     """Show ``severity`` on the record of ``pv`` now (:meth:`devioc.channels.PV.set_alarm`)."""
     process = _process_of(pv)
-    with _state_of(pv).lock:
-        state, line = _change(pv, severity, status, message)
+    state = _state_of(pv)
+    with state.lock:
+        new = _new(pv, state, severity, status, message)
         state.from_validation = False
-        if line is None:
+        if new is None:
             return True
-        process.command(line)   # one line per command: softIoc prints one prompt per line
-        return _send(pv, process, f'dbpf {_quote(pv.name + ".PROC")} 1 >/dev/null\n'.encode(), wait, timeout)
+        if pv._shell:   # the field is written through the shell: its alarm too, on the same ordered stream
+            process.command(_hidden_line(state, new[0]))   # one line per command: one prompt per line
+            _commit(pv, state, new, severity)
+            return _send(pv, process, f'dbpf {_quote(pv.name + ".PROC")} 1 >/dev/null\n'.encode(), wait, timeout)
+        hidden, proc = _channels(pv, state)
+        hidden.put(new[0])
+        _commit(pv, state, new, severity)
+        return proc.put(1, wait=wait, timeout=timeout)
 
 
 def put(pv: Any, value: Any, wait: bool, timeout: float, severity: Any, status: Any = None,
         message: Any = None) -> bool:
     """``pv.put(value, severity=...)``: the value, and the alarm when it changes, in one processing."""
-    from .access import shell_put
+    from .access import shell_line, shell_put
 
     process = _process_of(pv)
-    with _state_of(pv).lock:
-        state, line = _change(pv, severity, status, message)
+    state = _state_of(pv)
+    with state.lock:
+        new = _new(pv, state, severity, status, message)
         state.from_validation = False
-        if line is None:
+        if new is None:
             return pv.put(value, wait=wait, timeout=timeout)
-        from .access import shell_line
-        shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
-        process.command(line)
-        return shell_put(pv, value, wait, timeout)
+        if pv._shell:
+            shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
+            process.command(_hidden_line(state, new[0]))
+            _commit(pv, state, new, severity)
+            return shell_put(pv, value, wait, timeout)
+        hidden, _ = _channels(pv, state)
+        pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
+        hidden.put(new[0])
+        _commit(pv, state, new, severity)
+        return pv.put(value, wait=wait, timeout=timeout)
 
 
 def _send(pv: Any, process: Any, line: bytes, wait: bool, timeout: float) -> bool:

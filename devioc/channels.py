@@ -281,6 +281,8 @@ class PV:
         self._check(ca.libca.ca_create_channel(self.name.encode(), None, None, 0, ctypes.byref(chid)),
                     'create a channel to')
         self._chid = chid
+        if self._alarm is not None and not self._shell:  # alarms (issue 14 §3): its hidden record, over CA too
+            self._alarm.connect(self, reactor)
 
     def subscribe(self, on_first_value: Callable[['PV'], None] | None = None) -> None:
         """Monitor the record: every value it posts updates ``get()`` and goes to the callback.
@@ -451,10 +453,13 @@ class PV:
                 not declared ``alarm=True``.
         """
         if severity is not None or status is not None or message is not None:  # alarms (issue 14 §3)
-            from . import alarms
-            if severity is None:
-                raise ValueError(f'put to {self.name}: status= and message= go with severity=')
-            return alarms.put(self, value, wait, timeout, severity, status, message)
+            alarm = self._alarm  # the same severity as last time, as given: the plain put below
+            if alarm is None or status is not None or message is not None or severity != alarm.given \
+                    or alarm.from_validation:
+                from . import alarms
+                if severity is None:
+                    raise ValueError(f'put to {self.name}: status= and message= go with severity=')
+                return alarms.put(self, value, wait, timeout, severity, status, message)
         if self._shell:  # a read-only field (devioc.access): no CA client may write it, the app included
             from .access import shell_put
             return shell_put(self, value, wait, timeout)
@@ -648,6 +653,8 @@ class PV:
                     pass
         self._alarm_subscription = self._subscription = self._chid = None
         self.callback = self._validation = None
+        if self._alarm is not None:  # alarms (issue 14 §3)
+            self._alarm.disconnect()
 
     def __repr__(self) -> str:
         state = 'connected' if self.connected else 'disconnected'

@@ -19,6 +19,16 @@ class Plant(models.Model):
     plain = models.Float('plain', default=0.0)                          # no alarm=True
 
 
+def _turns(until, what, timeout=30.0):
+    """Run reactor turns until ``until()``: puts made without wait are flushed at the end of a turn."""
+    from twisted.internet import reactor
+    deadline = time.monotonic() + timeout
+    while not until():
+        reactor.iterate(0.001)
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out waiting for {what}')
+
+
 def _alarm(name, env):
     return caget(f'{name}.SEVR', env), caget(f'{name}.STAT', env)
 
@@ -106,17 +116,34 @@ def test_pyepics_client_sees_the_alarm(plant, ca_env, monkeypatch):
 
 
 def test_unchanged_alarm_sends_nothing(plant, ca_env, monkeypatch):
+    """A read-only field's alarm goes through the shell: two lines per change, none when unchanged."""
     sent = []
     command = plant._process.command
     monkeypatch.setattr(plant._process, 'command', lambda line, done=None: (sent.append(line), command(line, done)))
-    plant.heater.set_alarm('MINOR', wait=True)
-    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:heater:alarm'".encode(),
-                                                  f"'{plant.device_name}:heater.PROC'".encode()]
-    plant.heater.set_alarm('MINOR', wait=True)     # unchanged: no line, no processing
-    plant.heater.put(2.0, severity='MINOR', wait=True)   # unchanged: the plain CA put
-    assert len(sent) == 2
-    assert _alarm(f'{plant.device_name}:heater', ca_env) == ('MINOR', 'STATE')
-    assert caget(f'{plant.device_name}:heater', ca_env) == '2'
+    plant.temp.set_alarm('MINOR', wait=True)
+    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:temp:alarm'".encode(),
+                                                  f"'{plant.device_name}:temp.PROC'".encode()]
+    plant.temp.set_alarm('MINOR', wait=True)            # unchanged: no line, no processing
+    plant.temp.put(2.0, severity='MINOR', wait=True)    # unchanged: one line, the value's
+    assert len(sent) == 3 and sent[2].split()[1] == f"'{plant.device_name}:temp'".encode()
+    assert _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'STATE')
+    assert caget(f'{plant.device_name}:temp', ca_env) == '2'
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp'])
+def test_alarm_and_values_stay_in_order(plant, ca_env, field):
+    """Alarm changes and plain puts interleaved, no waiting: the record ends with the last of each
+    (the alarm goes the way the field's values go: CA for heater, the shell for temp)."""
+    pv = getattr(plant, field)
+    for round_ in range(20):
+        for i in range(50):
+            pv.put(float(i), severity=('MINOR', 'NO_ALARM', 'MAJOR')[(i + round_) % 3])
+            pv.put(float(i) + 0.5)
+        _turns(lambda: pv.get() == 49.5, f'the last put to {pv.name}')
+        expected = ('MINOR', 'NO_ALARM', 'MAJOR')[(49 + round_) % 3]
+        assert caget(pv.name, ca_env) == '49.5'
+        assert caget(f'{pv.name}.SEVR', ca_env) == expected
+        pv.put(-1.0, severity=0, wait=True)
 
 
 def test_errors_name_the_field_and_the_fix(plant):
@@ -161,3 +188,46 @@ def test_refused_value_raises_a_minor_alarm_until_an_accepted_one(device, ca_por
         assert caget(name, ca_env) == '4'
     finally:
         model.shutdown()
+
+
+def test_pva_client_sees_severity_and_status_and_no_message(device, ca_port, ca_env):
+    """softIocPVA's QSRV serves the same alarm; its message (AMSG) stays empty (see devioc.alarms)."""
+    model = Plant(device, ca_port=ca_port, pva=True)
+    try:
+        assert model.heater.set_alarm('MAJOR', message='coil open', wait=True)
+        got = subprocess.run([epics_tool('pvget'), '-w', '5', '-M', 'json', '-r', 'alarm', f'{device}:heater'],
+                             env=ca_env, capture_output=True, text=True, timeout=30)
+        assert got.returncode == 0, got.stdout + got.stderr
+        assert got.returncode == 0, got.stdout + got.stderr
+        # QSRV's NTScalar alarm: severity 2 (MAJOR), message = AMSG when set, else the STAT name
+        assert 'alarm:{severity:2,status:1,message:"STATE"}' in got.stdout.replace(' ', ''), got.stdout
+        assert 'coil open' not in got.stdout
+        assert model.heater.alarm_message == 'coil open'
+    finally:
+        model.shutdown()
+
+
+def test_publish_rate_with_and_without_alarm(plant):
+    """Measured, not timed: ``pytest -s -k publish_rate`` prints the median puts/s (5 interleaved
+    rounds, in reactor turns) of a plain Float, of an alarm=True Float, of puts to it with an
+    unchanged severity= (the same CA path), and of puts that change its alarm every time."""
+    import statistics
+
+    def rate(pv, n, severity_of=None):
+        start = time.perf_counter()
+        for i in range(n):
+            if severity_of is None:
+                pv.put(float(i))
+            else:
+                pv.put(float(i), severity=severity_of(i))
+        _turns(lambda: pv.get() == float(n - 1), f'the last put to {pv.name}', timeout=120)
+        return n / (time.perf_counter() - start)
+
+    runs = {'plain Float': [], 'alarm=True Float': [], 'severity= unchanged': [], 'alarm changing every put': []}
+    for _ in range(5):
+        runs['plain Float'].append(rate(plant.plain, 20000))
+        runs['alarm=True Float'].append(rate(plant.heater, 20000))
+        runs['severity= unchanged'].append(rate(plant.heater, 20000, lambda i: 'MINOR'))
+        runs['alarm changing every put'].append(rate(plant.heater, 2000, lambda i: ('MINOR', 'NO_ALARM')[i % 2]))
+    print('\nputs/s (median of 5): ' + '; '.join(f'{k} {statistics.median(v):,.0f}' for k, v in runs.items()))
+    assert plant.heater.get() == 1999.0 and plant.heater.severity == 0   # the last put cleared the alarm
