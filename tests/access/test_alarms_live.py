@@ -231,3 +231,26 @@ def test_publish_rate_with_and_without_alarm(plant):
         runs['alarm changing every put'].append(rate(plant.heater, 2000, lambda i: ('MINOR', 'NO_ALARM')[i % 2]))
     print('\nputs/s (median of 5): ' + '; '.join(f'{k} {statistics.median(v):,.0f}' for k, v in runs.items()))
     assert plant.heater.get() == 1999.0 and plant.heater.severity == 0   # the last put cleared the alarm
+
+
+def test_severity_and_status_names():
+    from devioc.alarms import severity_name, status_name
+    assert [severity_name(s, 'X') for s in (0, 1, 2, 3, 'major', ' Invalid ')] == \
+        ['NO_ALARM', 'MINOR', 'MAJOR', 'INVALID', 'MAJOR', 'INVALID']
+    for bad in (4, -1, True, 1.0, 'HIGH', None):
+        with pytest.raises(ValueError, match="X to severity"):
+            severity_name(bad, 'X')
+    assert status_name(None, 'MINOR', 'X') == 'STATE' and status_name('state', 'MAJOR', 'X') == 'STATE'
+    assert status_name(None, 'NO_ALARM', 'X') == 'NO_ALARM'
+    with pytest.raises(ValueError, match='only STATE'):
+        status_name('HIHI', 'MAJOR', 'X')
+    with pytest.raises(ValueError, match='NO_ALARM'):
+        status_name('STATE', 'NO_ALARM', 'X')
+
+
+def test_a_hidden_name_taken_by_a_field_is_refused():
+    class Clash(models.Model):
+        x = models.Float('x', alarm=True)
+        y = models.Float('x:alarm')
+    with pytest.raises(ValueError, match="rename that field"):
+        render_db(Clash, 'DEV')
