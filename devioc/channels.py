@@ -425,8 +425,8 @@ class PV:
         return self.connected
 
     # -- writes
-    def put(self, value: Any, wait: bool = False, timeout: float = 30.0, severity: Any = None, status: Any = None,
-            message: Any = None, **_: Any) -> bool:
+    def put(self, value: Any, wait: bool = False, timeout: float = 30.0, *, severity: Any = None,
+            status: Any = None, message: Any = None, **_: Any) -> bool:
         """Write ``value`` to the record; callable from any thread.
 
         Without ``wait`` the put is queued and flushed at the end of the reactor turn (at once when
