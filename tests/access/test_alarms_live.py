@@ -254,3 +254,32 @@ def test_a_hidden_name_taken_by_a_field_is_refused():
         y = models.Float('x:alarm')
     with pytest.raises(ValueError, match="rename that field"):
         render_db(Clash, 'DEV')
+
+
+class Linked(models.Model):
+    out = models.Float('out', alarm=True, FLNK='$(device):count')
+    count = models.Calc('count', calc='A+1', inpa='$(device):count NPP')
+
+
+class LinkedReadOnly(models.Model):
+    out = models.Float('out', alarm=True, read_only=True, FLNK='$(device):count')
+    count = models.Calc('count', calc='A+1', inpa='$(device):count NPP')
+
+
+@pytest.mark.parametrize('kind', [Linked, LinkedReadOnly])
+def test_each_alarm_change_processes_the_record_once(device, ca_port, ca_env, kind):
+    """set_alarm processes the field once (its FLNK fires once); put(severity=) once with the value;
+    an unchanged severity not at all; over CA (Linked) and through the IOC shell (read-only)."""
+    model = kind(device, ca_port=ca_port)
+    try:
+        assert model.out._shell is (kind is LinkedReadOnly)
+        count = f'{device}:count'
+        start = float(caget(count, ca_env))
+        model.out.set_alarm('MAJOR', wait=True)
+        model.out.set_alarm('MAJOR', wait=True)
+        assert float(caget(count, ca_env)) == start + 1
+        model.out.put(3.0, severity='MINOR', wait=True)
+        assert float(caget(count, ca_env)) == start + 2
+        assert _alarm(f'{device}:out', ca_env) == ('MINOR', 'STATE') and caget(f'{device}:out', ca_env) == '3'
+    finally:
+        model.shutdown()
