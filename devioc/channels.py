@@ -270,6 +270,9 @@ class PV:
         self._shell = through_shell(model, record)
         #: the validate_<field> state (devioc.validation), None without a hook (issue 14 §4)
         self._validation = None
+        #: the alarm the app set (devioc.alarms), None unless the field is declared alarm=True (issue 14 §3)
+        from .alarms import AlarmState
+        self._alarm = AlarmState(name) if getattr(record, 'alarm', False) else None
 
     # -- channel and monitor
     def connect(self, reactor) -> None:
@@ -286,6 +289,8 @@ class PV:
         self._chid = chid
         if self._writes is not None:  # write_<field>: its twin and detector channels
             self._writes.connect(reactor)
+        if self._alarm is not None and not self._shell:  # alarms (issue 14 §3): its hidden record, over CA too
+            self._alarm.connect(self, reactor)
 
     def subscribe(self, on_first_value: Callable[['PV'], None] | None = None) -> None:
         """Monitor the record: every value it posts updates ``get()`` and goes to the callback.
@@ -441,7 +446,8 @@ class PV:
         return self.connected
 
     # -- writes
-    def put(self, value: Any, wait: bool = False, timeout: float = 30.0, **_: Any) -> bool:
+    def put(self, value: Any, wait: bool = False, timeout: float = 30.0, *, severity: Any = None,
+            status: Any = None, message: Any = None, **_: Any) -> bool:
         """Write ``value`` to the record; callable from any thread.
 
         Without ``wait`` the put is queued and flushed at the end of the reactor turn (at once when
@@ -453,6 +459,9 @@ class PV:
             value: the value, in the record's Python type (see ``get()``), or a state name for enums.
             wait: block until the IOC completes the put (CA put-callback, as ``caput -c``).
             timeout: seconds to wait for the completion (with ``wait=True``).
+            severity, status, message: with ``severity`` (0-3 or 'NO_ALARM', 'MINOR', 'MAJOR',
+                'INVALID'), the record shows that alarm from this value on (:meth:`set_alarm`); only
+                for a field declared ``alarm=True``.
 
         Returns:
             True once queued (no ``wait``) or completed; False, with an error logged, when the IOC
@@ -461,8 +470,17 @@ class PV:
 
         Raises:
             ValueError: the record cannot hold ``value``.
-            RuntimeError: the channel is closed or not connected.
+            RuntimeError: the channel is closed or not connected, or ``severity`` is given for a field
+                not declared ``alarm=True``.
         """
+        if severity is not None or status is not None or message is not None:  # alarms (issue 14 §3)
+            alarm = self._alarm  # the same severity as last time, as given: the plain put below
+            if alarm is None or status is not None or message is not None or severity != alarm.given \
+                    or alarm.from_validation:
+                from . import alarms
+                if severity is None:
+                    raise ValueError(f'put to {self.name}: status= and message= go with severity=')
+                return alarms.put(self, value, wait, timeout, severity, status, message)
         if self._shell:  # a read-only field (devioc.access): no CA client may write it, the app included
             from .access import shell_put
             return shell_put(self, value, wait, timeout)
@@ -476,6 +494,40 @@ class PV:
             flusher.request()
             return True
         return self._put_wait(value, timeout)
+
+    # -- alarms set from Python (devioc.alarms, issue 14 §3)
+    def set_alarm(self, severity: Any, status: Any = None, message: Any = None, wait: bool = False,
+                  timeout: float = 30.0) -> bool:
+        """Show an alarm on the record until the app changes it (CA and PVA clients see STAT and SEVR).
+
+        The record is processed once (an output record writes its OUT link and fires FLNK again);
+        nothing is sent when the severity is unchanged. Any thread.
+
+        Args:
+            severity: 0-3 or 'NO_ALARM', 'MINOR', 'MAJOR', 'INVALID' (EPICS menuAlarmSevr).
+            status: 'STATE' (the default, and the only one the hidden record can give).
+            message: kept as :attr:`alarm_message` and logged; EPICS base cannot put it in AMSG.
+            wait: block until softIoc has processed the record.
+            timeout: seconds to wait (with ``wait``).
+
+        Returns:
+            True once sent or done; False, with an error logged, at the timeout.
+
+        Raises:
+            ValueError: an unknown severity, or a status other than STATE.
+            RuntimeError: the field is not declared ``alarm=True``, or the model was shut down.
+        """
+        from . import alarms
+        return alarms.set_alarm(self, severity, status, message, wait, timeout)
+
+    def clear_alarm(self, wait: bool = False, timeout: float = 30.0) -> bool:
+        """``set_alarm('NO_ALARM')``: the record's alarm, set from Python, is cleared."""
+        return self.set_alarm('NO_ALARM', wait=wait, timeout=timeout)
+
+    @property
+    def alarm_message(self) -> str:
+        """The message of the alarm the app set last ('' when none; not in the record's AMSG)."""
+        return self._alarm.message if self._alarm is not None else ''
 
     def _put_wait(self, value: Any, timeout: float) -> bool:
         """put(wait=True): its own method, so that put()'s fast path makes no closure cells."""
@@ -646,6 +698,8 @@ class PV:
         self.callback = self._validation = None
         if self._writes is not None:
             self._writes.disconnect()
+        if self._alarm is not None:  # alarms (issue 14 §3)
+            self._alarm.disconnect()
 
     def __repr__(self) -> str:
         state = 'connected' if self.connected else 'disconnected'

@@ -71,6 +71,9 @@ class Record:
         read_only: refuse every Channel Access and PV Access client's write, whoever and wherever it
             is; the app's own ``put()`` still writes (:mod:`devioc.access`). Default: False, and
             True for the ``*Input`` kinds unless an ``ASG=`` is given (the ASG's rules then decide).
+        alarm: let the app set the record's alarm severity from Python (``ioc.<field>.set_alarm``,
+            ``put(value, severity=...)``): adds a hidden record ``<pv>:alarm`` and takes the SDIS
+            link (:mod:`devioc.alarms`). Default: False.
         **fields: any EPICS field of the record type, as an uppercase keyword.
     """
 
@@ -81,7 +84,8 @@ class Record:
     value_kind: ClassVar[str] = 'number'
 
     def __init__(self, name: str, *, desc: str | None = None, autosave: Any = False, blocking: bool = False,
-                 blocking_timeout: float | None = None, read_only: bool | None = None, **fields: Any):
+                 blocking_timeout: float | None = None, read_only: bool | None = None, alarm: bool = False,
+                 **fields: Any):
         self.name = name if isinstance(name, str) else str(name)
         self.problems: list[Problem] = []
         # -- blocking writes (devioc.blocking): checked by devioc.checks (E026), not EPICS fields
@@ -121,6 +125,19 @@ class Record:
         self.problems.extend(Problem('devioc.E024', msg, hint) for msg, hint in problems)
         # -- end autosave
         self.read_only = self._read_only(read_only)  # access (issue 14)
+        self.alarm = self._alarm(alarm)  # alarms (issue 14 §3)
+
+    def _alarm(self, alarm: Any) -> bool:
+        """``alarm=`` checked: a bool, and SDIS left to devioc (:mod:`devioc.alarms`)."""
+        if not isinstance(alarm, bool):
+            self.problems.append(Problem('devioc.E015', f'alarm must be True or False, not {alarm!r}', 'alarm=True'))
+            return False
+        if alarm and 'SDIS' in self.user_fields:
+            self.problems.append(Problem(
+                'devioc.E015', f"alarm=True and SDIS={self.fields['SDIS']!r} contradict: an alarm=True record reads "
+                'its alarm through SDIS', 'drop SDIS=... or alarm=True'))
+            return False
+        return alarm
 
     def _read_only(self, read_only: Any) -> bool:
         """``read_only=`` checked: a bool, not with an ASG (which says who may write)."""
@@ -177,6 +194,9 @@ class Record:
             fields['PINI'] = 'YES'
         if self.read_only:  # access (issue 14): the group no CA/PVA client writes
             fields['ASG'] = RO_GROUP
+        if self.alarm:  # alarms (issue 14 §3): the hidden record's severity comes in through SDIS
+            from .alarms import sdis_link
+            fields['SDIS'] = sdis_link(self.name)
         return fields
 
     def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:

@@ -84,6 +84,10 @@ def render_db(model_class: type, device: str, macros: Mapping[str, str] | None =
     if records is None:
         records = expand_model(model_class, device, macros)
     items = []  # escaped here, by the same .dbd rules the checks apply: the template only lays the text out
+    from .alarms import hidden_records  # alarms (issue 14 §3): hidden records first, processed (PINI) first
+    for rtype, name, fields in hidden_records(model_class, records):
+        defs = dbd.fields(rtype)
+        items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
     for att, (name, fields) in records.items():
         rtype = model_class._fields[att].record
         defs = dbd.fields(rtype)

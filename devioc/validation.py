@@ -11,6 +11,11 @@ is put back to the last accepted value, ``do_<field>`` is not called, a warning 
 value), or another value (correct: the record is put to it, and ``do_<field>`` is called with it).
 It sees every value the record posts but its first (the IOC's initial value) and devioc's own
 write-backs, the app's own puts included.
+
+On a field declared ``alarm=True`` (:mod:`devioc.alarms`) a refused value also raises a MINOR
+alarm (status STATE: a record's STAT cannot be made WRITE, see devioc.alarms), set in the same
+processing as the put-back, with the message ``refused <value>`` in ``pv.alarm_message``; the next
+accepted value clears it (one more processing of the record).
 """
 from __future__ import annotations
 
@@ -65,16 +70,28 @@ class Validation:
             verdict = False
         if verdict is True:
             self.accepted = value
+            self._clear_alarm(pv)
             return True
         if verdict is False or verdict is None:
             logger.warning('%s: refused %r (validate_%s returned %r); put back %r', pv.name, value,
                            pv.record.attname, verdict, self.accepted)
-            self._write_back(pv, self.accepted, deliver=False)
+            self._write_back(pv, self.accepted, deliver=False, refused=value)
             return False
+        self._clear_alarm(pv)
         self._write_back(pv, verdict, deliver=True)
         return False
 
-    def _write_back(self, pv: Any, value: Any, deliver: bool) -> None:
+    @staticmethod
+    def _clear_alarm(pv: Any) -> None:
+        """Clear the alarm a refusal raised (an alarm=True field), not one the app set itself."""
+        state = getattr(pv, '_alarm', None)
+        if state is not None and state.from_validation:
+            try:
+                pv.clear_alarm()
+            except RuntimeError as err:
+                logger.error('%s: cannot clear the refusal alarm: %s', pv.name, err)
+
+    def _write_back(self, pv: Any, value: Any, deliver: bool, refused: Any = None) -> None:
         if value is None:
             return
         echo = value
@@ -86,7 +103,15 @@ class Validation:
         del self._echoes[:-7]   # a write-back the record did not post (same value) is forgotten in time
         self._echoes.append((echo, deliver))
         try:
-            pv.put(value)
+            state = getattr(pv, '_alarm', None)
+            if not deliver and state is not None:   # alarm=True: a MINOR alarm with the put-back (devioc.alarms)
+                if state.severity == 'NO_ALARM' or state.from_validation:
+                    pv.put(value, severity='MINOR', message=f'refused {refused!r}')
+                    state.from_validation = True
+                else:   # the app's own alarm stays
+                    pv.put(value)
+            else:
+                pv.put(value)
         except (ValueError, RuntimeError) as err:
             self._echoes.pop()
             logger.error('%s: cannot write back %r: %s', pv.name, value, err)

@@ -1,0 +1,268 @@
+"""Alarms set from Python (issue 14 §3): ``alarm=True`` fields, ``set_alarm``, ``put(..., severity=)``.
+
+A record's STAT, SEVR and AMSG cannot be written, not even by ``dbpf`` (SPC_NOMOD): a record
+computes its alarm itself each time it is processed. So each field declared ``alarm=True`` gets a
+hidden ``mbbi`` record ``<pv>:alarm`` whose four states have the severities NO_ALARM, MINOR, MAJOR
+and INVALID, and the public record reads it through ``SDIS "<pv>:alarm.DISA NPP MSS"``. At every
+processing, EPICS base's dbDbLink (``recGblInheritSevrMsg``, MSS mode) copies the hidden record's
+status and severity into the public one; DISA read that way is always 0, so the record is never
+disabled. The public record keeps its name, record type and fields.
+
+What base 7.0.8.1 gives this way, checked live:
+
+- severity: any of NO_ALARM, MINOR, MAJOR, INVALID;
+- status: STATE only (the mbbi's state alarm). No soft record of base raises WRITE, SOFT ... with a
+  severity one chooses (WRITE_ALARM comes from device support only, at INVALID); a free status
+  would need a CA link to a server the app runs (not built here);
+- message: none. MSS copies the source's AMSG too, but no record of base lets one write an AMSG, so
+  it stays empty. The message is kept on the PV (``pv.alarm_message``) and logged, nowhere else.
+
+An alarm goes the way the field's values go, so that the two stay in order: over Channel Access
+for a field the app writes over CA (two more channels: the hidden record and ``<pv>.PROC``), and
+through softIoc's shell (``dbpf``) for a read-only or restricted field (:mod:`devioc.access`).
+First the hidden record's new state, then the public record's value (``put(value, severity=...)``:
+one processing, one monitor event with both) or ``PROC`` (``set_alarm``: one processing, in which
+an output record writes its OUT link again and fires its FLNK, as any processing does). A ``put``
+whose severity does not change takes the ordinary path, with no extra write. The hidden record
+has the field's access group, so a client that may write the field may also write its alarm.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+#: the hidden record's name: ``<pv>`` + this
+SUFFIX = ':alarm'
+#: severities by name, in EPICS's order (menuAlarmSevr)
+SEVERITIES = ('NO_ALARM', 'MINOR', 'MAJOR', 'INVALID')
+#: the statuses a hidden mbbi can give, by severity (NO_ALARM: none)
+STATUSES = ('STATE',)
+
+
+def severity_name(severity: Any, pv_name: str) -> str:
+    """``severity`` (0-3, or a name such as 'MAJOR') as its menuAlarmSevr name.
+
+    Raises:
+        ValueError: not a severity.
+    """
+    if isinstance(severity, str) and severity.strip().upper() in SEVERITIES:
+        return severity.strip().upper()
+    if isinstance(severity, int) and not isinstance(severity, bool) and 0 <= severity < len(SEVERITIES):
+        return SEVERITIES[severity]
+    raise ValueError(f'cannot set the alarm of {pv_name} to severity {severity!r}: give 0-3 or one of '
+                     f'{", ".join(SEVERITIES)}')
+
+
+def status_name(status: Any, severity: str, pv_name: str) -> str:
+    """The status the record will show: STATE for an alarm, NO_ALARM without.
+
+    Raises:
+        ValueError: a status the hidden record cannot give (see the module's docstring).
+    """
+    if severity == 'NO_ALARM':
+        if status not in (None, 'NO_ALARM'):
+            raise ValueError(f'cannot clear the alarm of {pv_name} with status {status!r}: with no severity the '
+                             'status is NO_ALARM')
+        return 'NO_ALARM'
+    if status is None or (isinstance(status, str) and status.strip().upper() in STATUSES):
+        return 'STATE'
+    raise ValueError(f'cannot set the alarm of {pv_name} with status {status!r}: devioc can show only '
+                     f'{", ".join(STATUSES)} (a record\'s STAT cannot be written; see devioc.alarms)')
+
+
+def sdis_link(record_name: str) -> str:
+    """The SDIS link an ``alarm=True`` record gets (``record_name`` unexpanded, as declared)."""
+    return f'$(device):{record_name}{SUFFIX}.DISA NPP MSS'
+
+
+def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> list[tuple[str, str, dict]]:
+    """``(record type, name, fields)`` of the hidden mbbi of every ``alarm=True`` field.
+
+    Raises:
+        ValueError: a hidden name is taken by a field, or longer than EPICS allows.
+    """
+    from .checks import MAX_NAME
+
+    names = {name for name, _ in records.values()}
+    out = []
+    for att, (name, _) in records.items():
+        if not getattr(model_class._fields[att], 'alarm', False):
+            continue
+        hidden = f'{name}{SUFFIX}'
+        if hidden in names:
+            raise ValueError(f'{model_class.__name__}.{att} has alarm=True, whose record {hidden!r} is also a field '
+                             f'name: rename that field')
+        if len(hidden.encode()) > MAX_NAME:
+            raise ValueError(f'{model_class.__name__}.{att} has alarm=True, whose record {hidden!r} is longer than '
+                             f'{MAX_NAME} bytes: shorten the field name by {len(hidden.encode()) - MAX_NAME}')
+        # PINI at PHAS -1: before the public record's PINI (at 0), which reads its alarm (a record starts UDF)
+        fields: dict[str, Any] = {'DESC': f'alarm of {name}'[:40], 'INP': '0', 'PINI': 'YES', 'PHAS': -1}
+        for (label, sevr), (st, sv) in zip(zip(SEVERITIES, SEVERITIES), (('ZRST', 'ZRSV'), ('ONST', 'ONSV'),
+                                                                       ('TWST', 'TWSV'), ('THST', 'THSV'))):
+            fields[st], fields[sv] = label, sevr
+        asg = model_class._fields[att].db_fields().get('ASG')
+        if asg:   # the field's group: the app writes the alarm the way it writes the field
+            fields['ASG'] = asg
+        out.append(('mbbi', hidden, fields))
+    return out
+
+
+class AlarmState:
+    """The alarm the app last set on one ``alarm=True`` field (kept on its PV), and the channels
+    that write it when the field is written over Channel Access.
+
+    Args:
+        pv_name: the public PV name.
+    """
+
+    def __init__(self, pv_name: str):
+        self.hidden = f'{pv_name}{SUFFIX}'
+        self.severity = 'NO_ALARM'
+        self.status = 'NO_ALARM'
+        self.message = ''
+        self.from_validation = False
+        #: the severity argument of the app's last call, as given: put() compares it first (the fast path)
+        self.given: Any = 'NO_ALARM'
+        self.lock = threading.Lock()   # the alarm's write and the value's that follows go out together
+        self.channels: tuple[Any, Any] | None = None   # (hidden record, <pv>.PROC): CA-written fields
+
+    def connect(self, pv: Any, reactor: Any) -> None:
+        """Open the channels to the hidden record and to ``<pv>.PROC`` (a field the app writes over CA).
+
+        The field's value and its alarm then travel on the one CA circuit to softIoc, in order.
+        """
+        from .channels import PV
+        from .records import Enum, Integer
+
+        asg = {'ASG': pv.record.fields['ASG']} if pv.record.fields.get('ASG') else {}
+        hidden = PV(self.hidden, Enum(self.hidden, choices=list(SEVERITIES), **asg), pv.model)
+        proc = PV(f'{pv.name}.PROC', Integer(f'{pv.name}.PROC', **asg), pv.model)
+        for channel in (hidden, proc):
+            channel.connect(reactor)
+        self.channels = (hidden, proc)
+
+    def disconnect(self) -> None:
+        """Close the channels (the model's shutdown)."""
+        for channel in self.channels or ():
+            channel.disconnect()
+        self.channels = None
+
+
+def _quote(text: str) -> str:
+    from .access import _quote as quote
+    return quote(text)
+
+
+def _state_of(pv: Any) -> AlarmState:
+    state = getattr(pv, '_alarm', None)
+    if state is None:
+        raise RuntimeError(f'{pv.name} has no alarm record: declare the field with alarm=True to set its alarm '
+                           'from Python')
+    return state
+
+
+def _process_of(pv: Any) -> Any:
+    process = getattr(pv.model, '_process', None)
+    if process is None or pv._chid is None:
+        raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    return process
+
+
+def _channels(pv: Any, state: AlarmState) -> tuple[Any, Any]:
+    """The CA channels of ``state``, once connected (they connect with the model: this rarely waits)."""
+    if state.channels is None:
+        raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    deadline = time.monotonic() + 5.0
+    while not all(channel.connected for channel in state.channels):
+        if time.monotonic() > deadline:
+            raise RuntimeError(f'cannot set the alarm of {pv.name}: {state.hidden} did not connect in 5 s; '
+                               'is the IOC running?')
+        time.sleep(0.001)
+    return state.channels
+
+
+def _new(pv: Any, state: AlarmState, severity: Any, status: Any, message: Any) -> tuple[str, str, str] | None:
+    """The new (severity, status, message), or None when the severity is unchanged (the message is
+    then replaced when one is given)."""
+    sevr = severity_name(severity, pv.name)
+    stat = status_name(status, sevr, pv.name)
+    if sevr == state.severity:
+        if message is not None:
+            state.message = str(message)
+        state.given = severity
+        return None
+    text = '' if message is None else str(message)
+    return sevr, stat, text
+
+
+def _commit(pv: Any, state: AlarmState, new: tuple[str, str, str], given: Any) -> None:
+    state.severity, state.status, state.message = new
+    state.given = given
+    if new[0] == 'NO_ALARM':
+        logger.info('%s: alarm cleared', pv.name)
+    else:
+        logger.warning('%s: %s %s alarm%s', pv.name, new[0], new[1], f': {new[2]}' if new[2] else '')
+
+
+def _hidden_line(state: AlarmState, sevr: str) -> bytes:
+    return f'dbpf {_quote(state.hidden)} {_quote(sevr)} >/dev/null\n'.encode()
+
+
+def set_alarm(pv: Any, severity: Any, status: Any = None, message: Any = None, wait: bool = False,
+              timeout: float = 30.0) -> bool:
+    """Show ``severity`` on the record of ``pv`` now (:meth:`devioc.channels.PV.set_alarm`)."""
+    process = _process_of(pv)
+    state = _state_of(pv)
+    with state.lock:
+        new = _new(pv, state, severity, status, message)
+        state.from_validation = False
+        if new is None:
+            return True
+        if pv._shell:   # the field is written through the shell: its alarm too, on the same ordered stream
+            process.command(_hidden_line(state, new[0]))   # one line per command: one prompt per line
+            _commit(pv, state, new, severity)
+            return _send(pv, process, f'dbpf {_quote(pv.name + ".PROC")} 1 >/dev/null\n'.encode(), wait, timeout)
+        hidden, proc = _channels(pv, state)
+        hidden.put(new[0])
+        _commit(pv, state, new, severity)
+        return proc.put(1, wait=wait, timeout=timeout)
+
+
+def put(pv: Any, value: Any, wait: bool, timeout: float, severity: Any, status: Any = None,
+        message: Any = None) -> bool:
+    """``pv.put(value, severity=...)``: the value, and the alarm when it changes, in one processing."""
+    from .access import shell_line, shell_put
+
+    process = _process_of(pv)
+    state = _state_of(pv)
+    with state.lock:
+        new = _new(pv, state, severity, status, message)
+        state.from_validation = False
+        if new is None:
+            return pv.put(value, wait=wait, timeout=timeout)
+        if pv._shell:
+            shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
+            process.command(_hidden_line(state, new[0]))
+            _commit(pv, state, new, severity)
+            return shell_put(pv, value, wait, timeout)
+        hidden, _ = _channels(pv, state)
+        pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
+        hidden.put(new[0])
+        _commit(pv, state, new, severity)
+        return pv.put(value, wait=wait, timeout=timeout)
+
+
+def _send(pv: Any, process: Any, line: bytes, wait: bool, timeout: float) -> bool:
+    if not wait:
+        process.command(line)
+        return True
+    done = threading.Event()
+    process.command(line, lambda ok: done.set())
+    if not done.wait(timeout):
+        logger.error('%s: the alarm was not set within %.1f s', pv.name, timeout)
+        return False
+    return not process.exited.is_set()

@@ -1,0 +1,285 @@
+"""Alarms set from Python (issue 14 §3) and the refusal alarm of validate_<field> (§4), end to end:
+a live softIoc, the C caget/camonitor and a pyepics client read STAT and SEVR."""
+import subprocess
+import time
+
+import pytest
+
+from devioc import models
+from devioc.checks import ModelError
+from devioc.render import render_db
+from devioc.testing import caget, caput, epics_tool, wait_for
+
+
+class Plant(models.Model):
+    temp = models.FloatInput('temp', default=20.0, alarm=True)          # input kind, read-only (shell route)
+    heater = models.Float('heater', default=1.5, alarm=True)            # output kind, CA route
+    mode = models.Enum('mode', choices=['AUTO', 'MANUAL'], alarm=True)
+    count = models.Integer('count', default=0)                          # counts the heater's FLNK
+    plain = models.Float('plain', default=0.0)                          # no alarm=True
+
+
+def _turns(until, what, timeout=30.0):
+    """Run reactor turns until ``until()``: puts made without wait are flushed at the end of a turn."""
+    from twisted.internet import reactor
+    deadline = time.monotonic() + timeout
+    while not until():
+        reactor.iterate(0.001)
+        if time.monotonic() > deadline:
+            raise AssertionError(f'timed out waiting for {what}')
+
+
+def _alarm(name, env):
+    return caget(f'{name}.SEVR', env), caget(f'{name}.STAT', env)
+
+
+@pytest.fixture
+def plant(device, ca_port):
+    model = Plant(device, ca_port=ca_port)
+    yield model
+    model.shutdown()
+
+
+def test_render_adds_one_hidden_record_per_alarmed_field():
+    text = render_db(Plant, 'DEV')
+    assert text.count('record(mbbi, "DEV:temp:alarm")') == 1
+    assert 'field(SDIS, "DEV:heater:alarm.DISA NPP MSS")' in text
+    assert text.count('record(') == 5 + 3                               # five fields, three alarmed
+    assert 'record(ai, "DEV:temp")' in text and 'record(ao, "DEV:heater")' in text   # type kept
+    assert 'plain:alarm' not in text
+
+
+def test_alarm_keyword_is_checked():
+    with pytest.raises(ModelError, match='alarm must be True or False'):
+        type('Bad', (models.Model,), {'__module__': __name__, 'x': models.Float('x', alarm='yes')})
+    with pytest.raises(ModelError, match='SDIS'):
+        type('Bad2', (models.Model,), {'__module__': __name__, 'x': models.Float('x', alarm=True, SDIS='A')})
+
+
+def test_set_and_clear_on_input_and_output_kinds(plant, ca_env):
+    dev = plant.device_name
+    wait_for(lambda: plant.heater.get() == 1.5, what='the initial value')
+    for field in ('temp', 'heater', 'mode'):
+        name = f'{dev}:{field}'
+        assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+        assert getattr(plant, field).set_alarm('MAJOR', message='too hot', wait=True)
+        assert _alarm(name, ca_env) == ('MAJOR', 'STATE')
+        assert getattr(plant, field).alarm_message == 'too hot'
+        assert getattr(plant, field).set_alarm(3, wait=True)
+        assert _alarm(name, ca_env) == ('INVALID', 'STATE')
+        assert getattr(plant, field).clear_alarm(wait=True)
+        assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+    assert caget(f'{dev}:heater.RTYP', ca_env) == 'ao' and caget(f'{dev}:temp.RTYP', ca_env) == 'ai'
+
+
+def test_alarm_stays_through_client_writes_until_cleared(plant, ca_env):
+    name = f'{plant.device_name}:heater'
+    plant.heater.set_alarm('MINOR', wait=True)
+    caput(name, 7.25, ca_env)
+    assert caget(name, ca_env) == '7.25'
+    assert _alarm(name, ca_env) == ('MINOR', 'STATE')   # the record processed again and kept it
+    plant.heater.clear_alarm(wait=True)
+    caput(name, 8, ca_env)
+    assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+
+
+def test_put_with_severity_sets_value_and_alarm_in_one_event(plant, ca_env):
+    name = f'{plant.device_name}:temp'
+    monitor = subprocess.Popen([epics_tool('camonitor'), '-g8', name], env=ca_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        wait_for(lambda: plant.temp.get() == 20.0, what='the initial value')
+        time.sleep(1.0)   # camonitor connected and has printed its first line
+        assert plant.temp.put(95.5, severity='MAJOR', wait=True)
+        assert plant.temp.put(96.5, severity='MAJOR', wait=True)     # unchanged alarm: the plain path
+        assert plant.temp.put(21.0, severity=0, wait=True)
+        assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out = monitor.communicate(timeout=10)[0]
+    lines = [line.split() for line in out.splitlines() if line.startswith(name)]
+    values = [(line[3], line[4:]) for line in lines]
+    assert values[1:] == [('95.5', ['STATE', 'MAJOR']), ('96.5', ['STATE', 'MAJOR']), ('21', [])], out
+    assert plant.temp.severity == 0
+
+
+def test_pyepics_client_sees_the_alarm(plant, ca_env, monkeypatch):
+    for key, value in ca_env.items():
+        monkeypatch.setenv(key, value)
+    script = ('import epics, sys; pv = epics.PV(sys.argv[1]); v = pv.get(timeout=5); '
+              'print(pv.severity, pv.status, v)')
+    plant.heater.put(3.5, severity='INVALID', wait=True)
+    out = subprocess.run([__import__('sys').executable, '-c', script, f'{plant.device_name}:heater'], env=ca_env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.stdout.split() == ['3', '7', '3.5'], out.stderr   # INVALID_ALARM, STATE_ALARM (alarm.h)
+
+
+def test_unchanged_alarm_sends_nothing(plant, ca_env, monkeypatch):
+    """A read-only field's alarm goes through the shell: two lines per change, none when unchanged."""
+    sent = []
+    command = plant._process.command
+    monkeypatch.setattr(plant._process, 'command', lambda line, done=None: (sent.append(line), command(line, done)))
+    plant.temp.set_alarm('MINOR', wait=True)
+    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:temp:alarm'".encode(),
+                                                  f"'{plant.device_name}:temp.PROC'".encode()]
+    plant.temp.set_alarm('MINOR', wait=True)            # unchanged: no line, no processing
+    plant.temp.put(2.0, severity='MINOR', wait=True)    # unchanged: one line, the value's
+    assert len(sent) == 3 and sent[2].split()[1] == f"'{plant.device_name}:temp'".encode()
+    assert _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'STATE')
+    assert caget(f'{plant.device_name}:temp', ca_env) == '2'
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp'])
+def test_alarm_and_values_stay_in_order(plant, ca_env, field):
+    """Alarm changes and plain puts interleaved, no waiting: the record ends with the last of each
+    (the alarm goes the way the field's values go: CA for heater, the shell for temp)."""
+    pv = getattr(plant, field)
+    for round_ in range(20):
+        for i in range(50):
+            pv.put(float(i), severity=('MINOR', 'NO_ALARM', 'MAJOR')[(i + round_) % 3])
+            pv.put(float(i) + 0.5)
+        _turns(lambda: pv.get() == 49.5, f'the last put to {pv.name}')
+        expected = ('MINOR', 'NO_ALARM', 'MAJOR')[(49 + round_) % 3]
+        assert caget(pv.name, ca_env) == '49.5'
+        assert caget(f'{pv.name}.SEVR', ca_env) == expected
+        pv.put(-1.0, severity=0, wait=True)
+
+
+def test_errors_name_the_field_and_the_fix(plant):
+    with pytest.raises(RuntimeError, match='alarm=True'):
+        plant.plain.set_alarm('MAJOR')
+    with pytest.raises(ValueError, match='severity'):
+        plant.heater.set_alarm('LOUD')
+    with pytest.raises(ValueError, match='STATE'):
+        plant.heater.set_alarm('MAJOR', status='WRITE')
+    with pytest.raises(ValueError, match='severity='):
+        plant.heater.put(1.0, message='x')
+
+
+class Guarded(models.Model):
+    level = models.Float('level', default=10.0, alarm=True)
+
+
+class Guard:
+    def validate_level(self, pv, value, ioc):
+        return value >= 0
+
+
+def test_refused_value_raises_a_minor_alarm_until_an_accepted_one(device, ca_port, ca_env):
+    from twisted.internet import reactor
+    model = Guarded(device, callbacks=Guard(), ca_port=ca_port)
+    try:
+        name = f'{device}:level'
+
+        def turns(until, what):
+            deadline = time.monotonic() + 10
+            while not until():
+                reactor.iterate(0.01)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'timed out waiting for {what}')
+
+        turns(lambda: model.level.get() == 10.0, 'the initial value')
+        caput(name, -5, ca_env)
+        turns(lambda: caget(name, ca_env) == '10' and _alarm(name, ca_env) == ('MINOR', 'STATE'), 'the refusal')
+        assert model.level.alarm_message == 'refused -5.0'
+        caput(name, 4, ca_env)
+        turns(lambda: _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM'), 'the alarm cleared')
+        assert caget(name, ca_env) == '4'
+    finally:
+        model.shutdown()
+
+
+def test_pva_client_sees_severity_and_status_and_no_message(device, ca_port, ca_env):
+    """softIocPVA's QSRV serves the same alarm; its message (AMSG) stays empty (see devioc.alarms)."""
+    model = Plant(device, ca_port=ca_port, pva=True)
+    try:
+        assert model.heater.set_alarm('MAJOR', message='coil open', wait=True)
+        got = subprocess.run([epics_tool('pvget'), '-w', '5', '-M', 'json', '-r', 'alarm', f'{device}:heater'],
+                             env=ca_env, capture_output=True, text=True, timeout=30)
+        assert got.returncode == 0, got.stdout + got.stderr
+        assert got.returncode == 0, got.stdout + got.stderr
+        # QSRV's NTScalar alarm: severity 2 (MAJOR), message = AMSG when set, else the STAT name
+        assert 'alarm:{severity:2,status:1,message:"STATE"}' in got.stdout.replace(' ', ''), got.stdout
+        assert 'coil open' not in got.stdout
+        assert model.heater.alarm_message == 'coil open'
+    finally:
+        model.shutdown()
+
+
+def test_publish_rate_with_and_without_alarm(plant):
+    """Measured, not timed: ``pytest -s -k publish_rate`` prints the median puts/s (5 interleaved
+    rounds, in reactor turns) of a plain Float, of an alarm=True Float, of puts to it with an
+    unchanged severity= (the same CA path), and of puts that change its alarm every time."""
+    import statistics
+
+    def rate(pv, n, severity_of=None):
+        start = time.perf_counter()
+        for i in range(n):
+            if severity_of is None:
+                pv.put(float(i))
+            else:
+                pv.put(float(i), severity=severity_of(i))
+        _turns(lambda: pv.get() == float(n - 1), f'the last put to {pv.name}', timeout=120)
+        return n / (time.perf_counter() - start)
+
+    runs = {'plain Float': [], 'alarm=True Float': [], 'severity= unchanged': [], 'alarm changing every put': []}
+    for _ in range(5):
+        runs['plain Float'].append(rate(plant.plain, 20000))
+        runs['alarm=True Float'].append(rate(plant.heater, 20000))
+        runs['severity= unchanged'].append(rate(plant.heater, 20000, lambda i: 'MINOR'))
+        runs['alarm changing every put'].append(rate(plant.heater, 2000, lambda i: ('MINOR', 'NO_ALARM')[i % 2]))
+    print('\nputs/s (median of 5): ' + '; '.join(f'{k} {statistics.median(v):,.0f}' for k, v in runs.items()))
+    assert plant.heater.get() == 1999.0 and plant.heater.severity == 0   # the last put cleared the alarm
+
+
+def test_severity_and_status_names():
+    from devioc.alarms import severity_name, status_name
+    assert [severity_name(s, 'X') for s in (0, 1, 2, 3, 'major', ' Invalid ')] == \
+        ['NO_ALARM', 'MINOR', 'MAJOR', 'INVALID', 'MAJOR', 'INVALID']
+    for bad in (4, -1, True, 1.0, 'HIGH', None):
+        with pytest.raises(ValueError, match="X to severity"):
+            severity_name(bad, 'X')
+    assert status_name(None, 'MINOR', 'X') == 'STATE' and status_name('state', 'MAJOR', 'X') == 'STATE'
+    assert status_name(None, 'NO_ALARM', 'X') == 'NO_ALARM'
+    with pytest.raises(ValueError, match='only STATE'):
+        status_name('HIHI', 'MAJOR', 'X')
+    with pytest.raises(ValueError, match='NO_ALARM'):
+        status_name('STATE', 'NO_ALARM', 'X')
+
+
+def test_a_hidden_name_taken_by_a_field_is_refused():
+    class Clash(models.Model):
+        x = models.Float('x', alarm=True)
+        y = models.Float('x:alarm')
+    with pytest.raises(ValueError, match="rename that field"):
+        render_db(Clash, 'DEV')
+
+
+class Linked(models.Model):
+    out = models.Float('out', alarm=True, FLNK='$(device):count')
+    count = models.Calc('count', calc='A+1', inpa='$(device):count NPP')
+
+
+class LinkedReadOnly(models.Model):
+    out = models.Float('out', alarm=True, read_only=True, FLNK='$(device):count')
+    count = models.Calc('count', calc='A+1', inpa='$(device):count NPP')
+
+
+@pytest.mark.parametrize('kind', [Linked, LinkedReadOnly])
+def test_each_alarm_change_processes_the_record_once(device, ca_port, ca_env, kind):
+    """set_alarm processes the field once (its FLNK fires once); put(severity=) once with the value;
+    an unchanged severity not at all; over CA (Linked) and through the IOC shell (read-only)."""
+    model = kind(device, ca_port=ca_port)
+    try:
+        assert model.out._shell is (kind is LinkedReadOnly)
+        count = f'{device}:count'
+        start = float(caget(count, ca_env))
+        model.out.set_alarm('MAJOR', wait=True)
+        model.out.set_alarm('MAJOR', wait=True)
+        assert float(caget(count, ca_env)) == start + 1
+        model.out.put(3.0, severity='MINOR', wait=True)
+        assert float(caget(count, ca_env)) == start + 2
+        assert _alarm(f'{device}:out', ca_env) == ('MINOR', 'STATE') and caget(f'{device}:out', ca_env) == '3'
+    finally:
+        model.shutdown()
