@@ -1,9 +1,17 @@
 """Fixtures of the autosave tests: real small filesystems for full-disk and read-only faults."""
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 
 import pytest
+
+# the helpers beside these tests (autosave_faults, autosave_kills) import under any import mode:
+# with --import-mode=importlib (how CI runs the tests against the wheel) pytest adds no test folder
+# to sys.path
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture
