@@ -454,6 +454,15 @@ class Saver:
             fdef.db_text(value)
         except dbd.FieldError as err:
             return err.msg
+        if isinstance(value, str) and ('$(' in value or '${' in value):
+            # dbLoadRecords refuses "$(" and "${" in a field's text ("Has unexpanded macro") and the
+            # whole database with it: a string VAL loads through its constant link instead (stringout
+            # DOL, stringin INP: read once at init), where the JSON text escapes the '$'
+            link = {'stringout': 'DOL', 'stringin': 'INP'}.get(record.record) if name == 'VAL' else None
+            if link is None or link in fields:
+                return 'it holds "$(" or "${", which a database file cannot set this field to'
+            fields[link] = {'const': value}
+            return ''
         fields[name] = value
         return ''
 
