@@ -150,6 +150,15 @@ class Supervisor:
         model = self.model
         if self.stopped:
             return
+        process = model._process
+        if process is not None and process.exited.is_set():
+            # died after start_again's last look at it (e.g. while autosave waited for first values):
+            # on_ioc_exit ignored that death (not ready), so it is handled here, as any other death
+            logger.error('%s: the restarted softIoc (pid %s) died before the restart was done',
+                         model._device_name, process.pid)
+            model._ready = True
+            model.on_ioc_exit(process.returncode if process.returncode is not None else 1)
+            return
         self.restarts += 1
         health = getattr(model, '_health', None)
         if health is not None:

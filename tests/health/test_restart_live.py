@@ -189,3 +189,38 @@ def test_app_server_restarts_its_ioc_then_gives_up_with_status_137(project, devi
     assert proc.returncode == 137, text[-3000:]
     assert 'giving up on restarting it' in text and 'for the 5th time in 300 s' in text
     assert not any(alive(pid) for pid in killed)
+
+
+class Kept(models.Model):
+    setpoint = models.Float('setpoint', default=1.5, autosave=True)
+    readback = models.FloatInput('readback')
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_death_at_the_end_of_a_restart_is_not_ignored(run_model, tmp_path, monkeypatch):
+    """softIoc killed after the restarted IOC's channels connected, before the restart is done (deaths
+    are ignored while a restart runs: the restart's own waits watch the process until then): the
+    restart sees it and starts softIoc again, where it used to leave the app serving nothing, ready."""
+    monkeypatch.setenv('DEVIOC_STATE_DIR', str(tmp_path / 'state'))
+    app = App()
+    ioc = run_model(Kept, callbacks=app, restart=FAST)
+    yield until(lambda: app.setpoints == [1.5], 'the initial value')
+    saver, start = ioc._autosave, ioc._autosave.start
+    killed = []
+
+    def start_after_a_kill(pvs):   # called by the restart once every channel connected again
+        if not killed:
+            process = ioc._process
+            os.kill(process.pid, signal.SIGKILL)
+            process.exited.wait(5)
+            killed.append(process.pid)
+        start(pvs)
+
+    saver.start = start_after_a_kill
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: killed, 'the kill at the end of the restart')
+    yield until(lambda: app.restarts and ioc._process.pid not in killed and not ioc._process.exited.is_set(),
+                'a restart after the second death', timeout=20)
+    assert ioc._supervisor.restarts == 1 and len(ioc._supervisor.deaths) == 2
+    caput(pv(ioc, 'setpoint'), '3.5')
+    yield until(lambda: app.setpoints[-1:] == [3.5], 'a client write to reach do_setpoint on the new IOC')
