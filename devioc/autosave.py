@@ -397,7 +397,12 @@ class Saver:
                 continue
             fields = dict(fields)
             used = {}
-            for name, value in (entry.get('values') or {}).items():
+            values = entry.get('values') or {}
+            if not isinstance(values, dict):   # a hand-edited file: never stop the start over it
+                logger.warning('%s: %s starts with its defaults: the saved "values" is not a mapping of field '
+                               'names to values (%r)', self.device, pv_name, values)
+                continue
+            for name, value in values.items():
                 if name not in names:
                     logger.info('%s: %s.%s was saved but is no longer autosaved: skipped', self.device, pv_name, name)
                     continue
@@ -433,7 +438,9 @@ class Saver:
             return f'{record.record} records have no field {name}'
         if name == 'VAL' and record.record == 'waveform':  # a waveform's VAL loads from a constant link
             nelm = int(fields.get('NELM', 1))
-            if isinstance(value, str):
+            if getattr(record, 'value_kind', '') == 'string':   # a long String: text in a CHAR waveform
+                if not isinstance(value, str):
+                    return 'not a string'
                 if len(value.encode('utf-8')) >= nelm:
                     return f'{len(value.encode("utf-8"))} bytes; the record holds {nelm - 1}'
                 if value:
@@ -441,6 +448,12 @@ class Saver:
                 return ''
             if not isinstance(value, list) or not value:
                 return 'not a non-empty list'
+            # a hand-edited file may hold anything: the elements must be what the FTVL takes, or the
+            # .db would not render (the model could not start) or softIoc would not load it
+            text = str(fields.get('FTVL', 'DOUBLE')).upper() == 'STRING'
+            if not all(isinstance(v, str) if text else isinstance(v, (int, float)) and not isinstance(v, bool)
+                       for v in value):
+                return f'its elements are not all {"strings" if text else "numbers"}'
             if any(isinstance(v, float) and not math.isfinite(v) for v in value):
                 return 'it holds NaN or infinity, which the constant link that loads it cannot carry'
             if len(value) > nelm:
