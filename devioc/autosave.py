@@ -512,10 +512,11 @@ class Saver:
             from .channels import ca_flush
 
             ca_flush()
+        deadline = time.monotonic() + 5.0   # one wait for all: an IOC that died sends none of them
         for pv in self._pvs:
             # the first value may have come before the hook (a field with a callback): the file
             # holds every field from its first write on, the defaults included
-            if pv._has_value is not None and pv._has_value.wait(5.0):
+            if pv._has_value is not None and pv._has_value.wait(max(0.0, deadline - time.monotonic())):
                 self.update(pv.record.attname, 'VAL', pv._value, only_if_new=True)
         with self._lock:
             self._stopping = False

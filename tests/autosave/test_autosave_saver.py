@@ -168,3 +168,43 @@ def test_a_hand_edited_entry_of_the_wrong_shape_keeps_the_default_and_the_db_ren
     assert out['count'][1]['VAL'] == 12            # the rest restored
     assert f'DEV:{Before._fields[att].name}' in caplog.text and 'default' in caplog.text
     render_db(Before, 'DEV', records=out)          # renders: the model can start
+
+
+class Silent:
+    """A connected PV whose first value never comes (its softIoc died just after it connected)."""
+
+    def __init__(self, attname, clock):
+        self.record = type('R', (), {'attname': attname})
+        self.name, self.value_hook, self._value, self.waits = f'DEV:{attname}', None, None, []
+        self._has_value, self.clock = self, clock
+
+    def subscribe(self):
+        pass
+
+    def wait(self, timeout):   # waits the whole timeout in vain (on a fake clock)
+        self.waits.append(timeout)
+        self.clock[0] += timeout
+        return False
+
+
+class Values(models.Model):
+    a = models.Float('a', autosave=True)
+    b = models.Float('b', autosave=True)
+    c = models.Float('c', autosave=True)
+
+
+def test_start_waits_for_first_values_once_for_all_fields_not_per_field(tmp_path, monkeypatch):
+    """start() after a restart whose IOC died at once: the first-value waits share one 5 s deadline
+    (they were 5 s per field: minutes for a large model before the death is handled)."""
+    monkeypatch.setattr('devioc.channels.ca_flush', lambda: None)
+    clock = [1000.0]
+    saver = Saver(Values, 'DEV', directory=tmp_path)
+    pvs = {att: Silent(att, clock) for att in ('a', 'b', 'c')}
+    with monkeypatch.context() as patch:
+        patch.setattr(time, 'monotonic', lambda: clock[0])
+        saver.start(pvs)
+    try:
+        waits = [t for pv in pvs.values() for t in pv.waits]
+        assert len(waits) == 3 and sum(waits) == pytest.approx(5.0)
+    finally:
+        saver.stop()
