@@ -240,6 +240,8 @@ def start_again(model: Any) -> None:
 
     model._wait(all_connected, deadline, lambda: model._missing([pv.name for pv in pvs], len(model._pvs), limit,
                                                                 'connect again'))
+    if supervisor is not None and supervisor.stopped:   # shut down meanwhile: its autosave is stopped, so it stays
+        return
     if autosave is not None:   # its VAL hooks and its own channels to the extra fields, on the new IOC
         autosave.start(model._pvs)
     logger.info('%s: softIoc (pid %s) up again in %.2f s', model._device_name, process.pid,
