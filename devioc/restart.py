@@ -253,6 +253,9 @@ def start_again(model: Any) -> None:
     model._wait(lambda: process.synced.wait(0.05), deadline,
                 lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
     pvs = list(model._pvs.values()) + (list(health.pvs.values()) if health is not None else [])
+    blocking = getattr(model, '_blocking', None)
+    if blocking is not None:   # the helper records' channels of blocking fields (devioc.blocking)
+        pvs += [field.flag for field in blocking.fields.values() if field.flag is not None]
     retired = reconnect(pvs)
     if supervisor is not None:   # the old channels are cleared once no put can be using them
         supervisor.retire(retired)

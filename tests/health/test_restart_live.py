@@ -8,7 +8,7 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, threads
 
 from devioc import cli, models
 from devioc.restart import RestartPolicy
@@ -304,3 +304,33 @@ def test_puts_from_threads_during_restarts_never_crash_the_app(run_model):
     last = ioc.count.get()
     yield until(lambda: int(caget(pv(ioc, 'count'))) >= 1, 'the puts to reach the new IOC')
     assert last is not None
+
+
+class Held(models.Model):
+    position = models.Float('position', blocking=True)
+
+
+class HeldApp:
+    def __init__(self):
+        self.setpoints, self.restarts = [], []
+
+    def do_position(self, pv, value, ioc):
+        self.setpoints.append(value)
+
+    def on_ioc_restart(self, ioc):
+        self.restarts.append(ioc._process.pid)
+
+
+@pytest_twisted.inlineCallbacks
+def test_blocking_fields_work_on_the_restarted_ioc(run_model):
+    """A blocking field's put completes through the restarted softIoc, and its helper channel is
+    made again with the others (it used to wait for libca's own reconnection, seconds later)."""
+    app = HeldApp()
+    ioc = run_model(Held, callbacks=app, restart=FAST)
+    flag = ioc._blocking.fields['position'].flag
+    yield until(lambda: app.setpoints == [0.0], 'the initial value')
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: app.restarts and ioc._ready, 'the restart')
+    assert flag.connected
+    yield threads.deferToThread(caput, pv(ioc, 'position'), '2.5')   # caput -c: completes once handled
+    assert app.setpoints[-1:] == [2.5]
