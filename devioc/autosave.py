@@ -252,6 +252,22 @@ def write_file(directory: Path, text: str, keep_dated: bool = False) -> None:
     _fsync_dir(directory)
 
 
+def _remove_leftovers(directory: Path) -> None:
+    """Remove the temporary files of writes that a kill -9 cut short (another process's: this one's
+    may be being written; the device lock keeps other live processes out of the directory)."""
+    mine = f'.{FILE_NAME}.{os.getpid()}.tmp'
+    try:
+        leftovers = [p for p in directory.glob(f'.{FILE_NAME}.*.tmp') if p.name != mine]
+    except OSError:
+        return
+    for path in leftovers:
+        try:
+            path.unlink()
+            logger.info('removed %s, left by a write that was cut short', path)
+        except OSError:
+            pass
+
+
 def _keep(path: Path, copy: Path) -> None:
     """Make ``copy`` the same content as ``path``: a hard link renamed into place, else a copy."""
     tmp = copy.with_name(f'.{copy.name}.tmp')
@@ -339,6 +355,7 @@ class Saver:
         self.fields = autosaved(model_class)
         self.directory = directory if directory is not None else state_directory(device)
         self.path = self.directory / FILE_NAME
+        _remove_leftovers(self.directory)
         self._describe = {att: self._description(att, macros or {}) for att in self.fields}
         self._defs = {att: dbd.fields(model_class._fields[att].record) for att in self.fields}
         self._values: dict[str, dict[str, Any]] = {}
