@@ -252,6 +252,22 @@ def write_file(directory: Path, text: str, keep_dated: bool = False) -> None:
     _fsync_dir(directory)
 
 
+def _remove_leftovers(directory: Path) -> None:
+    """Remove the temporary files of writes that a kill -9 cut short (another process's: this one's
+    may be being written; the device lock keeps other live processes out of the directory)."""
+    mine = f'.{FILE_NAME}.{os.getpid()}.tmp'
+    try:
+        leftovers = [p for p in directory.glob(f'.{FILE_NAME}.*.tmp') if p.name != mine]
+    except OSError:
+        return
+    for path in leftovers:
+        try:
+            path.unlink()
+            logger.info('removed %s, left by a write that was cut short', path)
+        except OSError:
+            pass
+
+
 def _keep(path: Path, copy: Path) -> None:
     """Make ``copy`` the same content as ``path``: a hard link renamed into place, else a copy."""
     tmp = copy.with_name(f'.{copy.name}.tmp')
@@ -339,6 +355,7 @@ class Saver:
         self.fields = autosaved(model_class)
         self.directory = directory if directory is not None else state_directory(device)
         self.path = self.directory / FILE_NAME
+        _remove_leftovers(self.directory)
         self._describe = {att: self._description(att, macros or {}) for att in self.fields}
         self._defs = {att: dbd.fields(model_class._fields[att].record) for att in self.fields}
         self._values: dict[str, dict[str, Any]] = {}
@@ -397,7 +414,12 @@ class Saver:
                 continue
             fields = dict(fields)
             used = {}
-            for name, value in (entry.get('values') or {}).items():
+            values = entry.get('values') or {}
+            if not isinstance(values, dict):   # a hand-edited file: never stop the start over it
+                logger.warning('%s: %s starts with its defaults: the saved "values" is not a mapping of field '
+                               'names to values (%r)', self.device, pv_name, values)
+                continue
+            for name, value in values.items():
                 if name not in names:
                     logger.info('%s: %s.%s was saved but is no longer autosaved: skipped', self.device, pv_name, name)
                     continue
@@ -433,7 +455,9 @@ class Saver:
             return f'{record.record} records have no field {name}'
         if name == 'VAL' and record.record == 'waveform':  # a waveform's VAL loads from a constant link
             nelm = int(fields.get('NELM', 1))
-            if isinstance(value, str):
+            if getattr(record, 'value_kind', '') == 'string':   # a long String: text in a CHAR waveform
+                if not isinstance(value, str):
+                    return 'not a string'
                 if len(value.encode('utf-8')) >= nelm:
                     return f'{len(value.encode("utf-8"))} bytes; the record holds {nelm - 1}'
                 if value:
@@ -441,6 +465,12 @@ class Saver:
                 return ''
             if not isinstance(value, list) or not value:
                 return 'not a non-empty list'
+            # a hand-edited file may hold anything: the elements must be what the FTVL takes, or the
+            # .db would not render (the model could not start) or softIoc would not load it
+            text = str(fields.get('FTVL', 'DOUBLE')).upper() == 'STRING'
+            if not all(isinstance(v, str) if text else isinstance(v, (int, float)) and not isinstance(v, bool)
+                       for v in value):
+                return f'its elements are not all {"strings" if text else "numbers"}'
             if any(isinstance(v, float) and not math.isfinite(v) for v in value):
                 return 'it holds NaN or infinity, which the constant link that loads it cannot carry'
             if len(value) > nelm:
@@ -454,6 +484,15 @@ class Saver:
             fdef.db_text(value)
         except dbd.FieldError as err:
             return err.msg
+        if isinstance(value, str) and ('$(' in value or '${' in value):
+            # dbLoadRecords refuses "$(" and "${" in a field's text ("Has unexpanded macro") and the
+            # whole database with it: a string VAL loads through its constant link instead (stringout
+            # DOL, stringin INP: read once at init), where the JSON text escapes the '$'
+            link = {'stringout': 'DOL', 'stringin': 'INP'}.get(record.record) if name == 'VAL' else None
+            if link is None or link in fields:
+                return 'it holds "$(" or "${", which a database file cannot set this field to'
+            fields[link] = {'const': value}
+            return ''
         fields[name] = value
         return ''
 
@@ -490,10 +529,11 @@ class Saver:
             from .channels import ca_flush
 
             ca_flush()
+        deadline = time.monotonic() + 5.0   # one wait for all: an IOC that died sends none of them
         for pv in self._pvs:
             # the first value may have come before the hook (a field with a callback): the file
             # holds every field from its first write on, the defaults included
-            if pv._has_value is not None and pv._has_value.wait(5.0):
+            if pv._has_value is not None and pv._has_value.wait(max(0.0, deadline - time.monotonic())):
                 self.update(pv.record.attname, 'VAL', pv._value, only_if_new=True)
         with self._lock:
             self._stopping = False

@@ -124,6 +124,20 @@ def ensure_context() -> None:
     ca_context.attach()
 
 
+def clear_channels(chids: list) -> None:
+    """Clear the channel ids :meth:`PV.renew` retired (any thread), once no put can be using them."""
+    try:
+        ca_context.attach()
+    except Exception:  # libca already finalized at interpreter exit
+        return
+    for chid in chids:
+        try:
+            ca.libca.ca_clear_channel(chid)
+        except Exception:  # the context may already be gone at interpreter exit
+            pass
+    chids.clear()
+
+
 def ca_flush() -> None:
     """Send everything libca has queued now (in this thread's CA context, attached if need be)."""
     ca_context.flush()
@@ -676,6 +690,40 @@ class PV:
         if key not in channels:
             channels[key] = FieldChannel(self.name, self.record.record, key, self._reactor)
         return channels[key]
+
+    def renew(self, retired: list) -> None:
+        """Make the channel again (a restarted softIoc, :mod:`devioc.restart`), keeping callback and monitor.
+
+        The new channel is made before the old one is let go, and the old channel's id is appended to
+        ``retired`` (for :func:`clear_channels`, later) instead of cleared now: a put from another
+        thread meanwhile reaches libca with the old channel or the new one, never a cleared one (libca
+        has freed it: SIGSEGV) nor none. The channels of ``field()`` and of write_<field> are made
+        again with it, their callbacks kept, and those of an ``alarm=True`` field's alarm.
+        """
+        ensure_context()
+        with _subscribe_lock:
+            monitored = self._subscription is not None
+            for handle in (self._alarm_subscription, self._subscription and self._subscription[1]):
+                if handle is not None:
+                    ca.libca.ca_clear_subscription(handle)
+            self._alarm_subscription = self._subscription = None
+        chid = dbr.chid_t()
+        self._check(ca.libca.ca_create_channel(self.name.encode(), None, None, 0, ctypes.byref(chid)),
+                    'create a channel to')
+        old, self._chid = self._chid, chid
+        if old is not None:
+            retired.append(old)
+        if self._writes is not None:
+            self._writes.renew(retired)
+        if self._alarm is not None:   # alarms (issue 14 §3): the hidden record's and PROC's channels
+            for channel in self._alarm.channels or ():
+                channel.renew(retired)
+        for channel in list(self.__dict__.get('_field_channels', {}).values()):
+            inner = getattr(channel, '_pv', None)
+            if inner is not None:
+                inner.renew(retired)
+        if monitored:
+            self.subscribe()
 
     def disconnect(self) -> None:
         """Drop the monitor and the channel."""

@@ -109,7 +109,9 @@ class FieldDef:
                              f'drop {key}=...; the record or devioc sets it')
         if isinstance(value, (dict, list, tuple)) and self.dbf in LINKS:
             _check_json_link(key, value)
-            return json.dumps(value, separators=(',', ':'), ensure_ascii=False)
+            # '$' as a JSON escape: dbLoadRecords would expand "$(x)" in the text as a macro (and fail
+            # on an undefined one); macros were expanded here already, and the JSON reads the same
+            return json.dumps(value, separators=(',', ':'), ensure_ascii=False).replace('$', '\\u0024')
         if isinstance(value, bool):
             value = int(value)
         if self.menu or self.dbf == 'DBF_DEVICE':

@@ -245,6 +245,14 @@ class ProcStats:
         return self.count_clients(pid, self.socket_inodes(pid))
 
 
+def _text(error: BaseException) -> str:
+    """``str(error)``, or a placeholder when the exception cannot say it (its ``__str__`` raises)."""
+    try:
+        return str(error)
+    except Exception:
+        return '<its str() failed>'
+
+
 class CallbackErrors:
     """Counts the exceptions of ``do_<field>`` callbacks and logs identical tracebacks once.
 
@@ -271,7 +279,7 @@ class CallbackErrors:
     def report(self, attname: str, value: Any, error: BaseException) -> None:
         """Count and (unless a repeat) log ``error``, raised by ``do_<attname>(pv, value, ioc)``."""
         self.count += 1
-        self.last = f'do_{attname}: {type(error).__name__}: {error}'
+        self.last = f'do_{attname}: {type(error).__name__}: {_text(error)}'
         frames = tuple((f.filename, f.lineno) for f in traceback.extract_tb(error.__traceback__))
         key = (attname, type(error), frames)
         now = self.clock()
@@ -283,7 +291,7 @@ class CallbackErrors:
                          exc_info=(type(error), error, error.__traceback__))
             return
         kind['repeats'] += 1
-        kind['last'] = f'{type(error).__name__}: {error}'
+        kind['last'] = f'{type(error).__name__}: {_text(error)}'
         if kind['call'] is None:
             reactor = self.reactor
             if reactor is None:

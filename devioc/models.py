@@ -548,10 +548,10 @@ class Model(metaclass=ModelType):
         if getattr(self, '_hooks', None) is not None:   # devioc.app: stop @every, call on_stop (once)
             self._hooks.stop()
         self._ready = False
+        if getattr(self, '_supervisor', None) is not None:   # devioc.restart: no restart from here on
+            self._supervisor.stop()   # (first: a restart under way then leaves autosave stopped)
         if self._autosave is not None:  # the latest values, written before the channels close
             self._autosave.stop()
-        if getattr(self, '_supervisor', None) is not None:   # devioc.restart: no restart from here on
-            self._supervisor.stop()
         if getattr(self, '_health', None) is not None:   # devioc.health
             self._health.stop()
         if getattr(self, '_errors', None) is not None:

@@ -25,6 +25,10 @@ from typing import Any, Callable
 
 logger = logging.getLogger(__name__)
 
+#: seconds a restart keeps the old channels before clearing them: a put another thread began with one
+#: (between reading the channel id and calling libca) has long reached libca by then
+RETIRE_AFTER = 10.0
+
 
 @dataclass(frozen=True)
 class RestartPolicy:
@@ -105,6 +109,21 @@ class Supervisor:
         self.gave_up = False
         self.stopped = False
         self._call = None
+        self._retired: list[Any] = []   # old channel ids of the restarts, cleared RETIRE_AFTER s later
+
+    def retire(self, chids: list[Any]) -> None:
+        """Clear these old channel ids :data:`RETIRE_AFTER` seconds from now (any thread), or at stop()."""
+        from .channels import clear_channels
+
+        batch = list(chids)
+        self._retired.append(batch)
+
+        def clear() -> None:
+            if batch in self._retired:
+                self._retired.remove(batch)
+                clear_channels(batch)
+
+        self.reactor.callFromThread(self.reactor.callLater, RETIRE_AFTER, clear)
 
     @property
     def reactor(self) -> Any:
@@ -150,6 +169,15 @@ class Supervisor:
         model = self.model
         if self.stopped:
             return
+        process = model._process
+        if process is not None and process.exited.is_set():
+            # died after start_again's last look at it (e.g. while autosave waited for first values):
+            # on_ioc_exit ignored that death (not ready), so it is handled here, as any other death
+            logger.error('%s: the restarted softIoc (pid %s) died before the restart was done',
+                         model._device_name, process.pid)
+            model._ready = True
+            model.on_ioc_exit(process.returncode if process.returncode is not None else 1)
+            return
         self.restarts += 1
         health = getattr(model, '_health', None)
         if health is not None:
@@ -176,11 +204,15 @@ class Supervisor:
         self.model.on_ioc_exit(1 if code is None else code)
 
     def stop(self) -> None:
-        """No more restarts (the model is shutting down)."""
+        """No more restarts (the model is shutting down); the old channels are cleared now."""
+        from .channels import clear_channels
+
         self.stopped = True
         call, self._call = self._call, None
         if call is not None and call.active():
             call.cancel()
+        while self._retired:
+            clear_channels(self._retired.pop())
 
 
 def _th(n: int) -> str:
@@ -221,7 +253,15 @@ def start_again(model: Any) -> None:
     model._wait(lambda: process.synced.wait(0.05), deadline,
                 lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
     pvs = list(model._pvs.values()) + (list(health.pvs.values()) if health is not None else [])
-    reconnect(pvs)
+    blocking = getattr(model, '_blocking', None)
+    if blocking is not None:   # the helper records' channels of blocking fields (devioc.blocking)
+        pvs += [field.flag for field in blocking.fields.values() if field.flag is not None]
+    retired = reconnect(pvs)
+    if supervisor is not None:   # the old channels are cleared once no put can be using them
+        supervisor.retire(retired)
+    else:
+        from .channels import clear_channels
+        clear_channels(retired)
 
     def all_connected() -> bool:
         pvs[:] = [pv for pv in pvs if not pv.connected]
@@ -231,29 +271,30 @@ def start_again(model: Any) -> None:
 
     model._wait(all_connected, deadline, lambda: model._missing([pv.name for pv in pvs], len(model._pvs), limit,
                                                                 'connect again'))
+    if supervisor is not None and supervisor.stopped:   # shut down meanwhile: its autosave is stopped, so it stays
+        return
     if autosave is not None:   # its VAL hooks and its own channels to the extra fields, on the new IOC
         autosave.start(model._pvs)
     logger.info('%s: softIoc (pid %s) up again in %.2f s', model._device_name, process.pid,
                 time.monotonic() - started)
 
 
-def reconnect(pvs: list[Any]) -> None:
+def reconnect(pvs: list[Any]) -> list[Any]:
     """Make the channels of ``pvs`` again (monitors and callbacks kept), searched for at once.
 
     libca would reconnect the old channels by itself, but only at its next search of them: its
     searches back off after a disconnection (6.8 s here after a 0.2 s restart, with no beacon
     anomaly seen). New channels are searched for now and connect within milliseconds.
+
+    Returns:
+        the old channel ids, not cleared yet (:meth:`devioc.channels.PV.renew`): the app's threads
+        may be putting through them this very moment; clear them later with
+        :func:`devioc.channels.clear_channels`.
     """
     from .channels import ca_flush
 
+    retired: list[Any] = []
     for pv in pvs:
-        callback, monitored, reactor = pv.callback, pv.monitored, pv._reactor
-        validation = getattr(pv, '_validation', None)   # validate_<field> (devioc.validation)
-        pv.disconnect()
-        pv.callback = callback
-        if validation is not None:
-            pv._validation = validation
-        pv.connect(reactor)
-        if monitored:
-            pv.subscribe()
+        pv.renew(retired)
     ca_flush()
+    return retired

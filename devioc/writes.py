@@ -249,6 +249,12 @@ class WriteLink:
         """The channel the app's puts go to: the twin's."""
         return self.twin._chid
 
+    def renew(self, retired: list) -> None:
+        """Make both channels again on a restarted softIoc (:meth:`devioc.channels.PV.renew`)."""
+        self.twin.renew(retired)
+        self.watch._seen_first = False   # the new detector's first event is its value, not a client write
+        self.watch.renew(retired)
+
     def disconnect(self) -> None:
         """Drop both channels."""
         self.watch.disconnect()

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
-# The tests import their helper modules beside them (autosave_faults, autosave_kills): CI runs pytest
-# with --import-mode=importlib, which puts no test folder on sys.path, so this conftest does.
-if str(Path(__file__).parent) not in sys.path:
-    sys.path.insert(0, str(Path(__file__).parent))
+# the helpers beside these tests (autosave_faults, autosave_kills) import under any import mode:
+# with --import-mode=importlib (how CI runs the tests against the wheel) pytest adds no test folder
+# to sys.path
+_HERE = str(Path(__file__).resolve().parent)
+if _HERE not in sys.path:
+    sys.path.insert(0, _HERE)
 
 
 @pytest.fixture

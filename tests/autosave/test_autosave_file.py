@@ -140,3 +140,20 @@ def test_a_read_only_directory_fails_the_write_but_still_restores(tmpfs):
         write_file(point, text({}))
     assert info.value.errno == errno.EROFS
     assert load(point, 'DEV') == (FIELDS, point / FILE_NAME)
+
+
+def test_temporary_files_left_by_a_killed_write_are_removed_at_the_next_start(tmp_path):
+    """A kill -9 during a write leaves ``.autosave.json.<pid>.tmp`` (a new name per process): the
+    next saver removes those of other processes, not its own (a write it may be making)."""
+    from devioc import models
+    from devioc.autosave import Saver
+
+    class One(models.Model):
+        level = models.Float('level', autosave=True)
+
+    stale = tmp_path / f'.{FILE_NAME}.999999999.tmp'
+    own = tmp_path / f'.{FILE_NAME}.{os.getpid()}.tmp'
+    stale.write_text('{"cut sh')
+    own.write_text('{"being writ')
+    Saver(One, 'DEV', directory=tmp_path)
+    assert not stale.exists() and own.exists()

@@ -1,12 +1,15 @@
 """The saver without an IOC: what restore puts into the .db fields, what it skips, how often it writes."""
+import json
 import logging
 import math
 import threading
 import time
 
+import pytest
+
 from devioc import models
 from devioc.autosave import FILE_NAME, Saver, file_text, read_file, write_file
-from devioc.render import expand_model
+from devioc.render import expand_model, render_db
 
 
 class Before(models.Model):
@@ -141,3 +144,67 @@ def test_flush_from_many_threads_at_once_leaves_one_complete_file(tmp_path):
     assert read_file(tmp_path / FILE_NAME)['fields']['level']['values']['VAL'] % 1000 == 49
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.startswith('autosave-')) == \
         [FILE_NAME, FILE_NAME + '.bak']
+
+
+@pytest.mark.parametrize('att, edit', [
+    ('level', {'values': 'x'}),                      # "values" not a mapping: an AttributeError in restore
+    ('table', {'values': {'VAL': [{'a': 1}]}}),      # elements a constant link cannot carry: render failed
+    ('table', {'values': {'VAL': ['a', 'b']}}),      # text into a DOUBLE waveform
+    ('note', {'values': {'VAL': [1, 2]}}),           # a list into a long String
+])
+def test_a_hand_edited_entry_of_the_wrong_shape_keeps_the_default_and_the_db_renders(tmp_path, caplog, att, edit):
+    """A file edited by hand (its sha256 line deleted, as the README says) with a value of the wrong
+    shape: that field keeps its default with a log line; the others are restored; the .db renders."""
+    saved_by(Before, tmp_path, VALUES)
+    path = tmp_path / FILE_NAME
+    data = json.loads(path.read_text())
+    del data['sha256']
+    data['fields'][att].update(edit)
+    path.write_text(json.dumps(data))
+    records = expand_model(Before, 'DEV')
+    with caplog.at_level(logging.INFO, 'devioc.autosave'):
+        out = Saver(Before, 'DEV', directory=tmp_path).restore(records)
+    assert out[att][1] == records[att][1]          # the default, untouched
+    assert out['count'][1]['VAL'] == 12            # the rest restored
+    assert f'DEV:{Before._fields[att].name}' in caplog.text and 'default' in caplog.text
+    render_db(Before, 'DEV', records=out)          # renders: the model can start
+
+
+class Silent:
+    """A connected PV whose first value never comes (its softIoc died just after it connected)."""
+
+    def __init__(self, attname, clock):
+        self.record = type('R', (), {'attname': attname})
+        self.name, self.value_hook, self._value, self.waits = f'DEV:{attname}', None, None, []
+        self._has_value, self.clock = self, clock
+
+    def subscribe(self):
+        pass
+
+    def wait(self, timeout):   # waits the whole timeout in vain (on a fake clock)
+        self.waits.append(timeout)
+        self.clock[0] += timeout
+        return False
+
+
+class Values(models.Model):
+    a = models.Float('a', autosave=True)
+    b = models.Float('b', autosave=True)
+    c = models.Float('c', autosave=True)
+
+
+def test_start_waits_for_first_values_once_for_all_fields_not_per_field(tmp_path, monkeypatch):
+    """start() after a restart whose IOC died at once: the first-value waits share one 5 s deadline
+    (they were 5 s per field: minutes for a large model before the death is handled)."""
+    monkeypatch.setattr('devioc.channels.ca_flush', lambda: None)
+    clock = [1000.0]
+    saver = Saver(Values, 'DEV', directory=tmp_path)
+    pvs = {att: Silent(att, clock) for att in ('a', 'b', 'c')}
+    with monkeypatch.context() as patch:
+        patch.setattr(time, 'monotonic', lambda: clock[0])
+        saver.start(pvs)
+    try:
+        waits = [t for pv in pvs.values() for t in pv.waits]
+        assert len(waits) == 3 and sum(waits) == pytest.approx(5.0)
+    finally:
+        saver.stop()

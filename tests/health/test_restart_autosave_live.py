@@ -70,3 +70,30 @@ def test_a_restarted_softioc_holds_the_values_it_died_with(run_model, device, tm
     yield until(lambda: saved(ioc).get('gap', {}).get('VAL') == 6.5, 'the new value in autosave.json')
     caput(f'{device}:gap.HIHI', 11)
     yield until(lambda: saved(ioc).get('gap', {}).get('HIHI') == 11, 'the new HIHI in autosave.json')
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_shutdown_at_the_end_of_a_restart_leaves_autosave_stopped(run_model, device, tmp_path, monkeypatch):
+    """shutdown() (supervisor stopped, then autosave stopped) just after the restarted IOC's channels
+    connected: the restart must not start autosave again (a writer thread and field monitors that
+    nothing stops any more)."""
+    monkeypatch.setenv('DEVIOC_STATE_DIR', str(tmp_path))
+    app = App()
+    ioc = run_model(Kept, callbacks=app, restart=FAST)
+    yield until(lambda: app.gaps == [1.0], 'the initial value')
+    saver, wait, calls = ioc._autosave, ioc._wait, []
+
+    def wait_then_shut_down(*args):   # start_again's waits: iocInit, then every channel connected
+        wait(*args)
+        calls.append(1)
+        if len(calls) == 2:
+            ioc._supervisor.stop()    # what shutdown() does first, as it happens
+            saver.stop()
+
+    ioc._wait = wait_then_shut_down
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: len(calls) >= 2, 'the restart to connect every channel')
+    yield task.deferLater(reactor, 0.5, lambda: None)
+    assert saver._thread is None and saver._extra == [] and app.restarts == 0
+    del ioc._wait
+    ioc.shutdown()

@@ -8,7 +8,7 @@ import time
 
 import pytest
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import reactor, task, threads
 
 from devioc import cli, models
 from devioc.restart import RestartPolicy
@@ -189,3 +189,148 @@ def test_app_server_restarts_its_ioc_then_gives_up_with_status_137(project, devi
     assert proc.returncode == 137, text[-3000:]
     assert 'giving up on restarting it' in text and 'for the 5th time in 300 s' in text
     assert not any(alive(pid) for pid in killed)
+
+
+class Kept(models.Model):
+    setpoint = models.Float('setpoint', default=1.5, autosave=True)
+    readback = models.FloatInput('readback')
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_death_at_the_end_of_a_restart_is_not_ignored(run_model, tmp_path, monkeypatch):
+    """softIoc killed after the restarted IOC's channels connected, before the restart is done (deaths
+    are ignored while a restart runs: the restart's own waits watch the process until then): the
+    restart sees it and starts softIoc again, where it used to leave the app serving nothing, ready."""
+    monkeypatch.setenv('DEVIOC_STATE_DIR', str(tmp_path / 'state'))
+    app = App()
+    ioc = run_model(Kept, callbacks=app, restart=FAST)
+    yield until(lambda: app.setpoints == [1.5], 'the initial value')
+    saver, start = ioc._autosave, ioc._autosave.start
+    killed = []
+
+    def start_after_a_kill(pvs):   # called by the restart once every channel connected again
+        if not killed:
+            process = ioc._process
+            os.kill(process.pid, signal.SIGKILL)
+            process.exited.wait(5)
+            killed.append(process.pid)
+        start(pvs)
+
+    saver.start = start_after_a_kill
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: killed, 'the kill at the end of the restart')
+    yield until(lambda: app.restarts and ioc._process.pid not in killed and not ioc._process.exited.is_set(),
+                'a restart after the second death', timeout=20)
+    assert ioc._supervisor.restarts == 1 and len(ioc._supervisor.deaths) == 2
+    caput(pv(ioc, 'setpoint'), '3.5')
+    yield until(lambda: app.setpoints[-1:] == [3.5], 'a client write to reach do_setpoint on the new IOC')
+
+
+class Watched(models.Model):
+    setpoint = models.Float('setpoint', default=1.5)
+    gain = models.Float('gain', default=2.0)
+    count = models.Integer('count')
+
+
+class WatchingApp(App):
+    """do_setpoint, write_gain, and a monitor on setpoint.HIHI through field()."""
+
+    def __init__(self):
+        super().__init__()
+        self.writes, self.limits = [], []
+
+    def do_setpoint(self, pv, value, ioc):
+        self.setpoints.append(value)
+
+    def write_gain(self, pv, value, ioc):
+        self.writes.append(value)
+
+
+@pytest_twisted.inlineCallbacks
+def test_write_callbacks_and_field_monitors_resume_after_a_restart(run_model):
+    """write_<field> and ioc.<field>.field(...).add_callback(...) work on the restarted IOC as on the
+    first: the restart used to drop their callbacks (the detector's and the field channel's)."""
+    app = WatchingApp()
+    ioc = run_model(Watched, callbacks=app, restart=FAST)
+    hihi = ioc.setpoint.field('HIHI')
+    hihi.add_callback(lambda channel, value: app.limits.append(value))
+    yield until(lambda: app.limits == [0.0], 'the first HIHI')
+    caput(pv(ioc, 'gain'), '3')
+    yield until(lambda: app.writes == [3.0], 'write_gain before the restart')
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: app.restarts and ioc._ready, 'the restart')
+    caput(pv(ioc, 'gain'), '4')
+    caput(pv(ioc, 'setpoint.HIHI'), '9')
+    yield until(lambda: app.writes[-1:] == [4.0], 'write_gain after the restart')
+    yield until(lambda: app.limits[-1:] == [9.0], 'the HIHI monitor after the restart')
+    hihi.put(11.0, wait=True)
+    assert caget(pv(ioc, 'setpoint.HIHI')) == '11'
+
+
+@pytest_twisted.inlineCallbacks
+def test_puts_from_threads_during_restarts_never_crash_the_app(run_model):
+    """Worker threads put as fast as they can while softIoc is killed and restarted, 5 times: the app
+    lives (a put used to reach libca with a channel the restart had just cleared: SIGSEGV), and
+    once restarted the puts reach the new IOC."""
+    import threading
+
+    app = App()
+    ioc = run_model(Watched, callbacks=app, restart=FAST)
+    stop, errors = threading.Event(), []
+
+    def hammer():
+        n = 0
+        while not stop.is_set():
+            n += 1
+            try:
+                ioc.count.put(n)
+            except RuntimeError:   # not connected: the IOC is down
+                pass
+            except Exception as err:   # anything else is a defect
+                errors.append(err)
+
+    threads = [threading.Thread(target=hammer, daemon=True) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    try:
+        for n in range(1, 6):
+            os.kill(ioc._process.pid, signal.SIGKILL)
+            yield until(lambda: len(app.restarts) == n and ioc._ready, f'restart {n}')
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join(5)
+    assert errors == []
+    last = ioc.count.get()
+    yield until(lambda: int(caget(pv(ioc, 'count'))) >= 1, 'the puts to reach the new IOC')
+    assert last is not None
+
+
+class Held(models.Model):
+    position = models.Float('position', blocking=True)
+
+
+class HeldApp:
+    def __init__(self):
+        self.setpoints, self.restarts = [], []
+
+    def do_position(self, pv, value, ioc):
+        self.setpoints.append(value)
+
+    def on_ioc_restart(self, ioc):
+        self.restarts.append(ioc._process.pid)
+
+
+@pytest_twisted.inlineCallbacks
+def test_blocking_fields_work_on_the_restarted_ioc(run_model):
+    """A blocking field's put completes through the restarted softIoc, and its helper channel is
+    made again with the others (it used to wait for libca's own reconnection, seconds later)."""
+    app = HeldApp()
+    ioc = run_model(Held, callbacks=app, restart=FAST)
+    flag = ioc._blocking.fields['position'].flag
+    yield until(lambda: app.setpoints == [0.0], 'the initial value')
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: app.restarts and ioc._ready, 'the restart')
+    assert flag.connected
+    yield threads.deferToThread(caput, pv(ioc, 'position'), '2.5')   # caput -c: completes once handled
+    assert app.setpoints[-1:] == [2.5]

@@ -340,3 +340,25 @@ def test_devioc_check_refuses_a_field_that_clashes_with_a_health_record(tmp_path
     assert result.exit_code == 1 and 'devioc.E025' in result.output, result.output
     result = CliRunner().invoke(cli.main, ['check', 'clashing:Quiet', '--device', 'DEV'])
     assert result.exit_code == 0 and 'no problems found' in result.output, result.output
+
+
+class _Unprintable(Exception):
+    def __str__(self):
+        raise RuntimeError('no text')
+
+
+def test_an_exception_whose_text_fails_is_still_counted_once_and_logged_once(caplog):
+    """An exception whose str() raises (a library's, needing an attribute it lacks) is counted and
+    de-duplicated like any other: report() must not raise, or every event would end in Twisted's
+    own unhandled-error traceback (once per event: the flood de-dup exists to prevent)."""
+    clock = task.Clock()
+    errors = CallbackErrors('DEV', reactor=clock, clock=clock.seconds)
+    with caplog.at_level(logging.ERROR, logger='devioc.health'):
+        for i in range(20):
+            try:
+                raise _Unprintable()
+            except _Unprintable as err:
+                errors.report('x', i, err)
+    assert errors.count == 20
+    assert errors.last.startswith('do_x: _Unprintable: <') and 'no text' not in errors.last
+    assert len([r for r in caplog.records if r.exc_info is not None]) == 1
