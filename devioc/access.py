@@ -342,8 +342,39 @@ def _in_ca_context(callback: Callable[[bool], None]) -> Callable[[bool], None]:
     return attached
 
 
+def field_shell_line(channel: Any, value: Any) -> bytes:
+    """The ``dbpf`` line that writes one field (``ioc.<field>.field('HIHI').put``) of a record the app
+    writes through the shell (:func:`through_shell`): the record's ASG refuses every CA put, the
+    app's own to its HIHI or EGU included.
+
+    Args:
+        channel: the :class:`devioc.field_access.FieldChannel`.
+        value: the value, as ``FieldChannel.put`` takes it (checked by the field's type first).
+
+    Raises:
+        ValueError: the field cannot hold ``value``, or the IOC shell cannot carry it (a line break).
+    """
+    held = channel._to_ca(value)
+    fdef = channel.fdef
+    if isinstance(held, bytes):   # DBF_STRING and links (the ``$`` name: written whole as text)
+        text = held.decode('utf-8', 'surrogateescape')
+        if '\n' in text or '\r' in text:
+            raise ValueError(f'cannot put that text to {channel.name}: the record is written through the IOC '
+                             'shell, one line per value, so it cannot hold a line break (CR or LF)')
+        arg = _quote(text)
+    elif fdef.menu and isinstance(held, int) and 0 <= held < len(fdef.menu):
+        arg = _quote(fdef.menu[held])   # a menu's choice by name, as dbpf takes it
+    elif isinstance(held, (list, tuple, np.ndarray)):
+        arg = _quote('[' + ','.join(_json_number(item, channel.name)
+                                    for item in np.asarray(held).reshape(-1).tolist()) + ']')
+    else:
+        arg = _quote(_number(held, channel.name))
+    return f'dbpf {_quote(channel.name)} {arg} >/dev/null\n'.encode('utf-8', 'surrogateescape')
+
+
 def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
-              on_done: Callable[[bool], None] | None = None) -> bool:
+              on_done: Callable[[bool], None] | None = None, *, process: Any = None,
+              line: bytes | None = None) -> bool:
     """Write ``value`` to the read-only record of ``pv`` through softIoc's shell (any thread).
 
     Args:
@@ -353,6 +384,8 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
         timeout: seconds to wait (with ``wait``).
         on_done: instead of blocking, called (on a reader thread) with True once softIoc has
             processed the record, False if the IOC went away.
+        process: the model's :class:`devioc.softioc.IOCProcess` (``pv.model``'s by default).
+        line: the shell line to send (:func:`shell_line` of ``value`` by default).
 
     Returns:
         True once sent (no ``wait``) or processed; False, with an error logged, at the timeout.
@@ -363,10 +396,12 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
     """
     import logging
 
-    process = getattr(pv.model, '_process', None)
+    if process is None:
+        process = getattr(pv.model, '_process', None)
     if process is None or pv._chid is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
-    line = shell_line(pv, value)
+    if line is None:
+        line = shell_line(pv, value)
     if on_done is not None:
         process.command(line, _in_ca_context(on_done))
         return True
