@@ -40,7 +40,8 @@ DEFAULT_GROUP = 'DEFAULT'
 _GROUP_NAME = re.compile(r'^[A-Za-z0-9_\-+:.\[\]<>;]+$')
 #: what a user or host name may hold: a quoted .acf string ends at a quote, no escapes
 _BAD_NAME = re.compile(r'["\\\n\r\x00]')
-_ACF_GROUP = re.compile(r'\bASG\s*\(\s*"?([^\s")]+)"?\s*\)')
+#: an .acf's comments, quoted strings and ASG(name) heads, in the order the file has them
+_ACF_TOKENS = re.compile(r'"[^"\n]*"|#[^\n]*|\bASG\s*\(\s*("?)([^\s")]+)\1\s*\)')
 _SMALLEST_NORMAL = 2.2250738585072014e-308
 _DOUBLE = 6  # DBR_DOUBLE: the CA type of an ao/ai/calc VAL
 
@@ -213,7 +214,10 @@ def site_groups(path: str | os.PathLike) -> set[str]:
     Raises:
         OSError: the file cannot be read (the caller says which model needed it).
     """
-    return set(_ACF_GROUP.findall(Path(path).read_text(encoding='utf-8', errors='replace')))
+    text = Path(path).read_text(encoding='utf-8', errors='replace')
+    # asLib's lexer: '#' starts a comment to the end of the line; a quoted string is one token (an
+    # ASG named in a comment or inside a user's name is no group: softIoc would put its records in DEFAULT)
+    return {found.group(2) for found in _ACF_TOKENS.finditer(text) if found.group(2)}
 
 
 def render_acf(model_class: type, device: str) -> str:

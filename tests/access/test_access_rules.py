@@ -317,3 +317,21 @@ def test_client_write_hooks_on_read_only_fields_are_refused():
     assert found == [('devioc.E011', 'Readout.temp'), ('devioc.E011', 'Readout.temp'),
                      ('devioc.E026', 'Readout.held')], found
     assert 'read_only=False' in str(info.value)
+
+
+def test_site_groups_ignore_comments_and_strings(tmp_path):
+    """An ASG named only in a comment, or inside a quoted name, is not defined: softIoc would put that
+    group's records in DEFAULT, where every client writes, so the check must not count it."""
+    site = tmp_path / 'site.acf'
+    site.write_text('# ASG(OPS) { RULE(1, WRITE) }  was removed\n'
+                    'UAG(admins) { "ASG(FAKE)", "ops" }  # ASG(LATER)\n'
+                    'ASG(DEFAULT) {\n    RULE(1, WRITE)\n}\n'
+                    'ASG( DEVIOC_RO ) { RULE(1, READ) }\n'
+                    'ASG("QUOTED") { RULE(1, READ) }\n')
+    assert access.site_groups(site) == {'DEFAULT', 'DEVIOC_RO', 'QUOTED'}
+
+    class Ops(models.Model):
+        x = models.Float('x', ASG='OPS')
+
+    with pytest.raises(ModelError, match="ASG='OPS'"):
+        checks.raise_if(access.check_access(Ops, access.site_groups(site)))
