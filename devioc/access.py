@@ -303,8 +303,13 @@ def shell_line(pv: Any, value: Any) -> bytes:
         choices = list(pv.enum_strs)
         label = choices[index] if index < len(choices) else ''
         named = max((i + 1 for i, c in enumerate(choices) if c), default=0)  # the IOC's number of states
+        binary = pv.record.record in ('bo', 'bi')
+        if binary:  # boRecord/biRecord get_enum_strs: 2 states, but 1 when only ZNAM is named
+            named = 1 if (choices[:1] or [''])[0] and not (choices[1:2] or [''])[0] else 2
         if label and choices.count(label) == 1:
             arg = _quote(label)
+        elif binary and index == 1 and named == 1:
+            arg = "''"  # bo/bi put_enum_str: an empty ONAM matches the empty string (a Toggle's default)
         elif index >= named:  # dbPut's string-to-enum takes an index below it only (Illegal choice)
             raise ValueError(f'cannot put state {index} to {name}: a read-only field is written through the IOC '
                              'shell, which takes states by name, or by index up to the last named state; '

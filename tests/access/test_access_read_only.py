@@ -284,3 +284,25 @@ def test_the_app_changes_fields_of_read_only_and_restricted_records(device, ca_p
         assert caget(f'{device}:temp.HIHI', ca_env) == '90'
     finally:
         model.shutdown()
+
+
+class Buttons(models.Model):
+    go = models.Toggle('go', high=None, read_only=True)          # ZNAM 'go', ONAM '' (the original's default)
+    bare = models.Toggle('bare', zname='', high=None, read_only=True)   # neither state named
+    named = models.Toggle('named', zname='OFF', oname='ON', high=None, read_only=True)
+    flag = models.BoolInput('flag')
+
+
+def test_the_app_puts_both_states_of_read_only_toggles(device, ca_port, ca_env):
+    """A Toggle's state 1 has no name by default (ONAM ''): the app still sets it through the shell,
+    and state 0; with neither state named, and with both named, too."""
+    model = Buttons(device, ca_port=ca_port)
+    try:
+        for att in ('go', 'bare', 'named', 'flag'):
+            pv = getattr(model, att)
+            for state in (1, 0, 1):
+                assert pv.put(state, wait=True), (att, state)
+                assert pv.get() == state, (att, state)
+        assert caget(f'{device}:named', ca_env) == 'ON'
+    finally:
+        model.shutdown()
