@@ -274,7 +274,7 @@ def _json_number(value: Any, name: str) -> str:
     return {'nan': 'NaN', 'inf': 'Infinity', '-inf': '-Infinity'}.get(text, text)
 
 
-def shell_line(pv: Any, value: Any) -> bytes:
+def shell_line(pv: Any, value: Any, target: str | None = None) -> bytes:
     """The ``dbpf`` line that writes ``value`` to a read-only record, as iocsh reads it.
 
     The value is converted by the record kind first (:meth:`devioc.records.Record.to_ca`), so what
@@ -283,11 +283,17 @@ def shell_line(pv: Any, value: Any) -> bytes:
     enum states by name (by index when the name is empty or shared); numeric and string arrays as
     the JSON array dbpf parses (EPICS 7 dbpf); strings and long strings as text.
 
+    Args:
+        pv: the field's :class:`devioc.channels.PV`.
+        value: the value, as ``PV.put`` takes it.
+        target: the record to write instead of ``pv``'s own: the app's twin ``<pv>:_app`` of a
+            field with ``write_<field>`` (:mod:`devioc.writes`), which holds the same states.
+
     Raises:
         ValueError: the record cannot hold ``value``, or the IOC shell cannot carry it (a line
             break in a string, a subnormal float).
     """
-    name = pv.name
+    name = target or pv.name
     if type(value) is float and pv.ftype == _DOUBLE and pv.nelm == 1 and value == value \
             and (value == 0.0 or _SMALLEST_NORMAL <= abs(value) < math.inf):  # the publish fast path
         return f"dbpf {_quote(name)} '{value!r}' >/dev/null\n".encode()
@@ -409,8 +415,8 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
         process = getattr(pv.model, '_process', None)
     if process is None or pv._chid is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
-    if line is None:
-        line = shell_line(pv, value)
+    if line is None:   # write_<field>: to the app's twin, so that the detector sees no client write
+        line = shell_line(pv, value, pv._writes.twin.name if getattr(pv, '_writes', None) is not None else None)
     if on_done is not None:
         process.command(line, _in_ca_context(on_done))
         return True

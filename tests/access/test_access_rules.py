@@ -335,3 +335,61 @@ def test_site_groups_ignore_comments_and_strings(tmp_path):
 
     with pytest.raises(ModelError, match="ASG='OPS'"):
         checks.raise_if(access.check_access(Ops, access.site_groups(site)))
+
+
+class Written(models.Model):
+    level = models.Float('level', ASG='OPS')
+    mode = models.Enum('mode', choices=['AUTO', 'MANUAL', 'SERVICE'], ASG='OPS')
+    text = models.String('text', ASG='OPS')
+    valve = models.Toggle('valve', ASG='OPS')
+
+    class Meta:
+        access = {'OPS': {'users': [ME]}}
+
+
+class WriteLog:
+    def __init__(self):
+        self.writes = []
+
+    def write_level(self, pv, value, ioc):
+        self.writes.append(('level', value))
+
+    def write_mode(self, pv, value, ioc):
+        self.writes.append(('mode', value))
+
+    def write_text(self, pv, value, ioc):
+        self.writes.append(('text', value))
+
+    def write_valve(self, pv, value, ioc):
+        self.writes.append(('valve', value))
+
+
+def test_write_callbacks_of_a_restricted_group_see_clients_not_the_app(device, ca_port, ca_env):
+    """A field of a restricted group is written by the app through the shell; its write_<field> must
+    still see only client writes (the README: never the app's own puts), enum states by name too."""
+    from twisted.internet import reactor
+
+    app = WriteLog()
+    model = Written(device, callbacks=app, ca_port=ca_port)
+    try:
+        assert all(getattr(model, f)._shell for f in ('level', 'mode', 'text', 'valve'))
+        for value in (1.5, 2.5):
+            assert model.level.put(value, wait=True) and model.level.get() == value
+        for state in ('MANUAL', 2, 'AUTO'):
+            assert model.mode.put(state, wait=True)
+        assert model.mode.get() == 0
+        assert model.text.put("it's $(x)", wait=True) and model.text.get() == "it's $(x)"
+        assert model.valve.put(1, wait=True)
+        # a client of an allowed user: seen
+        caput = [epics_tool('caput')]
+        assert _put(caput, f'{device}:level', '7', ca_env).returncode == 0
+        assert _put(caput, f'{device}:mode', 'SERVICE', ca_env).returncode == 0
+        deadline = __import__('time').monotonic() + 10
+        while len(app.writes) < 2 and __import__('time').monotonic() < deadline:
+            reactor.iterate(0.02)
+        for _ in range(50):   # and a while more: any app put reported late would show now
+            reactor.iterate(0.02)
+        assert app.writes == [('level', 7.0), ('mode', 2)], app.writes
+        assert caget(f'{device}:level', ca_env) == '7'
+    finally:
+        model.shutdown()
