@@ -113,20 +113,36 @@ def through_shell(model: Any, record: Any) -> bool:
     """
     if getattr(record, 'read_only', False):
         return True
-    asg = record.fields.get('ASG') or DEFAULT_GROUP
+    asg = _expanded_asg(record.fields.get('ASG'), getattr(model, '_macros', None)) or DEFAULT_GROUP
     if getattr(model, '_acf', None) is not None:
         return asg != DEFAULT_GROUP
     rules = meta_access(type(model))
     return rules is not None and asg in groups(rules)
 
 
-def check_access(model_class: type, acf_groups: set[str] | None = None) -> list['CheckMessage']:
+def _expanded_asg(asg: Any, macros: Any) -> Any:
+    """An ASG with its macros expanded (``ASG='$(group)'``); as given when it has none or cannot be."""
+    if not isinstance(asg, str) or '$' not in asg or not macros:
+        return asg
+    from .macros import UndefinedMacro, expand
+
+    try:
+        return expand(asg, macros)
+    except UndefinedMacro:
+        return asg   # devioc.E016 names it
+
+
+def check_access(model_class: type, acf_groups: set[str] | None = None, macros: dict[str, str] | None = None,
+                 macro_asgs_only: bool = False) -> list['CheckMessage']:
     """Check ``Meta.access`` and every field's ASG against the groups some rule defines.
 
     Args:
         model_class: the model class.
         acf_groups: the groups a site's .acf defines (``Model(acf=...)``); None when devioc renders
             the file from ``Meta.access``.
+        macros: the macros of a device (``device`` included): an ASG that holds a macro is checked as
+            it expands; without them such an ASG is not checked (the class alone cannot say).
+        macro_asgs_only: check only the ASGs that hold a macro (the rest were checked with the class).
 
     Returns:
         devioc.E027 errors: a malformed ``Meta.access``, an ASG that no rule defines (when
@@ -139,7 +155,7 @@ def check_access(model_class: type, acf_groups: set[str] | None = None) -> list[
     messages: list[CheckMessage] = []
     name = model_class.__name__
     access = meta_access(model_class)
-    if access is not None and acf_groups is None:
+    if access is not None and acf_groups is None and not macro_asgs_only:
         messages.extend(_check_meta(access, f'{name}.Meta.access'))
     if acf_groups is not None:
         defined, where_defined = set(acf_groups), 'the access security file given as acf='
@@ -150,6 +166,13 @@ def check_access(model_class: type, acf_groups: set[str] | None = None) -> list[
     for attname, record in model_class._fields.items():
         where = f'{name}.{attname}'
         asg = record.fields.get('ASG')
+        holds_macro = isinstance(asg, str) and '$' in asg
+        if macro_asgs_only and (not holds_macro or getattr(record, 'read_only', False)):
+            continue
+        label = repr(asg)
+        if holds_macro:
+            asg = _expanded_asg(asg, macros)
+            label = f'{label} (that is {asg!r})'
         if getattr(record, 'read_only', False):
             if acf_groups is not None and RO_GROUP not in acf_groups:
                 messages.append(CheckMessage(
@@ -161,12 +184,12 @@ def check_access(model_class: type, acf_groups: set[str] | None = None) -> list[
             continue
         if defined is None:
             messages.append(CheckMessage(
-                'devioc.W004', f'ASG={asg!r} is defined by no access rule: softIoc puts the record in DEFAULT, where '
+                'devioc.W004', f'ASG={label} is defined by no access rule: softIoc puts the record in DEFAULT, where '
                 'every Channel Access client may write it', f"declare it: class Meta: access = {{{asg!r}: {{'users': "
                 f"[...], 'hosts': [...]}}}} ({{}}: nobody writes), give acf='site.acf', or use read_only=True", where))
         elif asg not in defined:
             messages.append(CheckMessage(
-                'devioc.E027', f'ASG={asg!r} is defined by no rule of {where_defined}: softIoc would put the record '
+                'devioc.E027', f'ASG={label} is defined by no rule of {where_defined}: softIoc would put the record '
                 'in DEFAULT, where every client may write it',
                 f'define ASG({asg}) there, or use one of {sorted(defined - {RO_GROUP})}', where))
     return messages

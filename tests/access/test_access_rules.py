@@ -393,3 +393,45 @@ def test_write_callbacks_of_a_restricted_group_see_clients_not_the_app(device, c
         assert caget(f'{device}:level', ca_env) == '7'
     finally:
         model.shutdown()
+
+
+class ByMacro(models.Model):
+    level = models.Float('level', ASG='$(group)')
+
+    class Meta:
+        access = {'OPS': {'users': ['someone-else']}}
+
+
+def test_an_asg_given_by_a_macro_is_checked_and_written_as_it_expands(device, ca_port, ca_env, tmp_path,
+                                                                      monkeypatch):
+    """ASG='$(group)': with group=OPS the app still writes the field (through the shell: the group's
+    rule refuses this user's CA put) and a client of this user is refused; with a group no rule
+    defines, Model() and devioc check refuse it (E027) instead of softIoc putting it in DEFAULT."""
+    model = ByMacro(device, ca_port=ca_port, macros={'group': 'OPS'})
+    try:
+        assert model.level._shell
+        assert model.level.put(2.5, wait=True) and model.level.get() == 2.5
+        assert _refused(_put([epics_tool('caput')], f'{device}:level', '9', ca_env))
+        assert caget(f'{device}:level', ca_env) == '2.5'
+    finally:
+        model.shutdown()
+    with pytest.raises(ModelError, match=r"ASG='\$\(group\)' \(that is 'TYPO'\)"):
+        ByMacro(device, ca_port=ca_port, macros={'group': 'TYPO'})
+
+    from devioc.cli import main
+
+    (tmp_path / 'macro_model.py').write_text(
+        'from devioc import models\n\n\nclass M(models.Model):\n'
+        "    level = models.Float('level', ASG='$(group)')\n\n    class Meta:\n        access = {'OPS': {}}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=TYPO'])
+    assert result.exit_code == 1 and 'devioc.E027' in result.output, result.output
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=OPS'])
+    assert result.exit_code == 0 and 'no problems found' in result.output, result.output
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(DEFAULT) { RULE(1, WRITE) }\nASG(SITE) { RULE(1, READ) }\n')
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=OPS', '--acf', str(site)])
+    assert result.exit_code == 1 and 'devioc.E027' in result.output, result.output
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=SITE', '--acf', str(site)])
+    assert result.exit_code == 0, result.output
