@@ -40,6 +40,10 @@ DEFAULT_GROUP = 'DEFAULT'
 _GROUP_NAME = re.compile(r'^[A-Za-z0-9_\-+:.\[\]<>;]+$')
 #: what a user or host name may hold: a quoted .acf string ends at a quote, no escapes
 _BAD_NAME = re.compile(r'["\\\n\r\x00]')
+#: an .acf's comments and quoted strings; the head of a group's block; a RULE that lets everyone write
+_ACF_NOISE = re.compile(r'"[^"\n]*"|#[^\n]*')
+_ACF_BLOCK = re.compile(r'\bASG\s*\(\s*([^\s")]+)\s*\)\s*\{')
+_OPEN_WRITE = re.compile(r'\bRULE\s*\(\s*1\s*,\s*WRITE\s*(?:,\s*\w+\s*)?\)(?!\s*\{)')
 #: an .acf's comments, quoted strings and ASG(name) heads, in the order the file has them
 _ACF_TOKENS = re.compile(r'"[^"\n]*"|#[^\n]*|\bASG\s*\(\s*("?)([^\s")]+)\1\s*\)')
 _SMALLEST_NORMAL = 2.2250738585072014e-308
@@ -107,15 +111,24 @@ def through_shell(model: Any, record: Any) -> bool:
     The app owns its records: its own puts must not depend on the rules it gives clients (the app's
     user is rarely among a group's writers, and a read-only field has none). So the app writes
     through the shell every read-only field, every field of a group ``Meta.access`` restricts
-    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field with an
-    ASG other than DEFAULT. Other fields keep the CA put (its put-callback waits for asynchronous
-    processing, which the shell's ``dbpf`` does not).
+    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field whose
+    group that file does not open to every writer (:func:`open_groups`: a site's DEFAULT is often
+    written by its operators only). Other fields keep the CA put (its put-callback waits for
+    asynchronous processing, which the shell's ``dbpf`` does not).
     """
     if getattr(record, 'read_only', False):
         return True
     asg = _expanded_asg(record.fields.get('ASG'), getattr(model, '_macros', None)) or DEFAULT_GROUP
-    if getattr(model, '_acf', None) is not None:
-        return asg != DEFAULT_GROUP
+    site = getattr(model, '_acf', None)
+    if site is not None:   # the site's groups that every client writes are CA; the rest the shell
+        opened = getattr(model, '_acf_open', None)
+        if opened is None:
+            try:
+                opened = open_groups(site)
+            except OSError:
+                opened = set()
+            model._acf_open = opened
+        return asg not in opened
     rules = meta_access(type(model))
     return rules is not None and asg in groups(rules)
 
@@ -241,6 +254,27 @@ def site_groups(path: str | os.PathLike) -> set[str]:
     # asLib's lexer: '#' starts a comment to the end of the line; a quoted string is one token (an
     # ASG named in a comment or inside a user's name is no group: softIoc would put its records in DEFAULT)
     return {found.group(2) for found in _ACF_TOKENS.finditer(text) if found.group(2)}
+
+
+def open_groups(path: str | os.PathLike) -> set[str]:
+    """The ASGs of a site's access security file that every client may write: an unconditional
+    ``RULE(1, WRITE)`` (no UAG, HAG or CALC block). The app writes the fields of every other group
+    through softIoc's shell, as its own user is not known to be among their writers.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    text = _ACF_NOISE.sub(lambda found: '""' if found.group().startswith('"') else ' ',
+                          Path(path).read_text(encoding='utf-8', errors='replace'))
+    opened = set()
+    for head in _ACF_BLOCK.finditer(text):
+        depth, end = 1, head.end()
+        while end < len(text) and depth:
+            depth += {'{': 1, '}': -1}.get(text[end], 0)
+            end += 1
+        if _OPEN_WRITE.search(text[head.end():end - 1]):
+            opened.add(head.group(1))
+    return opened
 
 
 def render_acf(model_class: type, device: str) -> str:

@@ -435,3 +435,53 @@ def test_an_asg_given_by_a_macro_is_checked_and_written_as_it_expands(device, ca
     assert result.exit_code == 1 and 'devioc.E027' in result.output, result.output
     result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=SITE', '--acf', str(site)])
     assert result.exit_code == 0, result.output
+
+
+OPS_DEFAULT = """# a common site file: operators write, everyone else reads
+UAG(ops) { "ops" }
+ASG(DEFAULT) {
+    RULE(1, READ)
+    RULE(1, WRITE) {
+        UAG(ops)
+    }
+}
+ASG(OPEN) { RULE(1, WRITE, TRAPWRITE) }
+ASG(CALCED) { RULE(1, WRITE) { CALC("1") } }
+ASG(DEVIOC_RO) { RULE(1, READ) }
+"""
+
+
+def test_open_groups_of_a_site_file(tmp_path):
+    """Only an unconditional RULE(1, WRITE) opens a group to every writer."""
+    site = tmp_path / 'site.acf'
+    site.write_text(OPS_DEFAULT + '# ASG(COMMENTED) { RULE(1, WRITE) }\n')
+    assert access.open_groups(site) == {'OPEN'}
+    site.write_text(SITE)
+    assert access.open_groups(site) == {'DEFAULT'}
+
+
+class SitePlain(models.Model):
+    sp = models.Float('sp')                        # no ASG: the site's DEFAULT
+    free = models.Float('free', ASG='OPEN')
+    temp = models.FloatInput('temp')
+
+
+def test_a_site_file_that_restricts_default_leaves_the_app_its_own_fields(device, ca_port, ca_env, tmp_path):
+    """A site's DEFAULT written by its operators only: the app still writes its plain fields (through
+    the shell; its CA put was refused, 'Write access denied'), clients of other users are refused,
+    and a group the site opens to all stays a CA put."""
+    site = tmp_path / 'site.acf'
+    site.write_text(OPS_DEFAULT)
+    model = SitePlain(device, ca_port=ca_port, acf=site)
+    try:
+        assert (model.sp._shell, model.free._shell, model.temp._shell) == (True, False, True)
+        for att, value in (('sp', 2.5), ('free', 3.5), ('temp', 4.5)):
+            pv = getattr(model, att)
+            assert pv.put(value, wait=True) and pv.get() == value, att
+            assert pv.field('HIHI').put(90, wait=True), att
+        caput = [epics_tool('caput')]
+        assert _refused(_put(caput, f'{device}:sp', '9', ca_env))
+        assert _put(caput, f'{device}:free', '9', ca_env).returncode == 0
+        assert caget(f'{device}:sp', ca_env) == '2.5'
+    finally:
+        model.shutdown()
