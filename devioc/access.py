@@ -176,6 +176,11 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
         defined, where_defined = set(groups(access)) | {DEFAULT_GROUP, RO_GROUP}, f'{name}.Meta.access'
     else:
         defined, where_defined = None, ''
+    if acf_groups is not None and DEFAULT_GROUP not in acf_groups and not macro_asgs_only:
+        messages.append(CheckMessage(
+            'devioc.E027', 'the access security file given as acf= defines no ASG(DEFAULT): softIoc then gives '
+            'every record without an ASG no access at all, not even reading (the app\'s own monitors get no value)',
+            'add "ASG(DEFAULT) { RULE(1, READ) }" (and a RULE(1, WRITE) for whoever may write) to that file', name))
     for attname, record in model_class._fields.items():
         where = f'{name}.{attname}'
         asg = record.fields.get('ASG')

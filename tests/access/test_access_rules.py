@@ -485,3 +485,19 @@ def test_a_site_file_that_restricts_default_leaves_the_app_its_own_fields(device
         assert caget(f'{device}:sp', ca_env) == '2.5'
     finally:
         model.shutdown()
+
+
+def test_a_site_file_without_default_is_refused(tmp_path, device, monkeypatch):
+    """softIoc gives records without an ASG no access at all when the file defines no DEFAULT (the
+    app's own monitors then get no value): Model(acf=) and devioc check --acf refuse it."""
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(OPS) { RULE(1, READ) }\nASG(DEVIOC_RO) { RULE(1, READ) }\n')
+    with pytest.raises(ModelError, match=r'defines no ASG\(DEFAULT\)'):
+        SiteModel(device, acf=site)
+    from devioc.cli import main
+
+    (tmp_path / 'plain_model.py').write_text("from devioc import models\n\n\nclass P(models.Model):\n"
+                                             "    x = models.Float('x')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(main, ['check', 'plain_model:P', '--device', 'DEV', '--acf', str(site)])
+    assert result.exit_code == 1 and 'ASG(DEFAULT)' in result.output, result.output
