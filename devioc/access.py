@@ -40,7 +40,12 @@ DEFAULT_GROUP = 'DEFAULT'
 _GROUP_NAME = re.compile(r'^[A-Za-z0-9_\-+:.\[\]<>;]+$')
 #: what a user or host name may hold: a quoted .acf string ends at a quote, no escapes
 _BAD_NAME = re.compile(r'["\\\n\r\x00]')
-_ACF_GROUP = re.compile(r'\bASG\s*\(\s*"?([^\s")]+)"?\s*\)')
+#: an .acf's comments and quoted strings; the head of a group's block; a RULE that lets everyone write
+_ACF_NOISE = re.compile(r'"[^"\n]*"|#[^\n]*')
+_ACF_BLOCK = re.compile(r'\bASG\s*\(\s*([^\s")]+)\s*\)\s*\{')
+_OPEN_WRITE = re.compile(r'\bRULE\s*\(\s*1\s*,\s*WRITE\s*(?:,\s*\w+\s*)?\)(?!\s*\{)')
+#: an .acf's comments, quoted strings and ASG(name) heads, in the order the file has them
+_ACF_TOKENS = re.compile(r'"[^"\n]*"|#[^\n]*|\bASG\s*\(\s*("?)([^\s")]+)\1\s*\)')
 _SMALLEST_NORMAL = 2.2250738585072014e-308
 _DOUBLE = 6  # DBR_DOUBLE: the CA type of an ao/ai/calc VAL
 
@@ -106,26 +111,51 @@ def through_shell(model: Any, record: Any) -> bool:
     The app owns its records: its own puts must not depend on the rules it gives clients (the app's
     user is rarely among a group's writers, and a read-only field has none). So the app writes
     through the shell every read-only field, every field of a group ``Meta.access`` restricts
-    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field with an
-    ASG other than DEFAULT. Other fields keep the CA put (its put-callback waits for asynchronous
-    processing, which the shell's ``dbpf`` does not).
+    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field whose
+    group that file does not open to every writer (:func:`open_groups`: a site's DEFAULT is often
+    written by its operators only). Other fields keep the CA put (its put-callback waits for
+    asynchronous processing, which the shell's ``dbpf`` does not).
     """
     if getattr(record, 'read_only', False):
         return True
-    asg = record.fields.get('ASG') or DEFAULT_GROUP
-    if getattr(model, '_acf', None) is not None:
-        return asg != DEFAULT_GROUP
+    asg = _expanded_asg(record.fields.get('ASG'), getattr(model, '_macros', None)) or DEFAULT_GROUP
+    site = getattr(model, '_acf', None)
+    if site is not None:   # the site's groups that every client writes are CA; the rest the shell
+        opened = getattr(model, '_acf_open', None)
+        if opened is None:
+            try:
+                opened = open_groups(site)
+            except OSError:
+                opened = set()
+            model._acf_open = opened
+        return asg not in opened
     rules = meta_access(type(model))
     return rules is not None and asg in groups(rules)
 
 
-def check_access(model_class: type, acf_groups: set[str] | None = None) -> list['CheckMessage']:
+def _expanded_asg(asg: Any, macros: Any) -> Any:
+    """An ASG with its macros expanded (``ASG='$(group)'``); as given when it has none or cannot be."""
+    if not isinstance(asg, str) or '$' not in asg or not macros:
+        return asg
+    from .macros import UndefinedMacro, expand
+
+    try:
+        return expand(asg, macros)
+    except UndefinedMacro:
+        return asg   # devioc.E016 names it
+
+
+def check_access(model_class: type, acf_groups: set[str] | None = None, macros: dict[str, str] | None = None,
+                 macro_asgs_only: bool = False) -> list['CheckMessage']:
     """Check ``Meta.access`` and every field's ASG against the groups some rule defines.
 
     Args:
         model_class: the model class.
         acf_groups: the groups a site's .acf defines (``Model(acf=...)``); None when devioc renders
             the file from ``Meta.access``.
+        macros: the macros of a device (``device`` included): an ASG that holds a macro is checked as
+            it expands; without them such an ASG is not checked (the class alone cannot say).
+        macro_asgs_only: check only the ASGs that hold a macro (the rest were checked with the class).
 
     Returns:
         devioc.E027 errors: a malformed ``Meta.access``, an ASG that no rule defines (when
@@ -138,7 +168,7 @@ def check_access(model_class: type, acf_groups: set[str] | None = None) -> list[
     messages: list[CheckMessage] = []
     name = model_class.__name__
     access = meta_access(model_class)
-    if access is not None and acf_groups is None:
+    if access is not None and acf_groups is None and not macro_asgs_only:
         messages.extend(_check_meta(access, f'{name}.Meta.access'))
     if acf_groups is not None:
         defined, where_defined = set(acf_groups), 'the access security file given as acf='
@@ -146,9 +176,21 @@ def check_access(model_class: type, acf_groups: set[str] | None = None) -> list[
         defined, where_defined = set(groups(access)) | {DEFAULT_GROUP, RO_GROUP}, f'{name}.Meta.access'
     else:
         defined, where_defined = None, ''
+    if acf_groups is not None and DEFAULT_GROUP not in acf_groups and not macro_asgs_only:
+        messages.append(CheckMessage(
+            'devioc.E027', 'the access security file given as acf= defines no ASG(DEFAULT): softIoc then gives '
+            'every record without an ASG no access at all, not even reading (the app\'s own monitors get no value)',
+            'add "ASG(DEFAULT) { RULE(1, READ) }" (and a RULE(1, WRITE) for whoever may write) to that file', name))
     for attname, record in model_class._fields.items():
         where = f'{name}.{attname}'
         asg = record.fields.get('ASG')
+        holds_macro = isinstance(asg, str) and '$' in asg
+        if macro_asgs_only and (not holds_macro or getattr(record, 'read_only', False)):
+            continue
+        label = repr(asg)
+        if holds_macro:
+            asg = _expanded_asg(asg, macros)
+            label = f'{label} (that is {asg!r})'
         if getattr(record, 'read_only', False):
             if acf_groups is not None and RO_GROUP not in acf_groups:
                 messages.append(CheckMessage(
@@ -160,12 +202,12 @@ def check_access(model_class: type, acf_groups: set[str] | None = None) -> list[
             continue
         if defined is None:
             messages.append(CheckMessage(
-                'devioc.W004', f'ASG={asg!r} is defined by no access rule: softIoc puts the record in DEFAULT, where '
+                'devioc.W004', f'ASG={label} is defined by no access rule: softIoc puts the record in DEFAULT, where '
                 'every Channel Access client may write it', f"declare it: class Meta: access = {{{asg!r}: {{'users': "
                 f"[...], 'hosts': [...]}}}} ({{}}: nobody writes), give acf='site.acf', or use read_only=True", where))
         elif asg not in defined:
             messages.append(CheckMessage(
-                'devioc.E027', f'ASG={asg!r} is defined by no rule of {where_defined}: softIoc would put the record '
+                'devioc.E027', f'ASG={label} is defined by no rule of {where_defined}: softIoc would put the record '
                 'in DEFAULT, where every client may write it',
                 f'define ASG({asg}) there, or use one of {sorted(defined - {RO_GROUP})}', where))
     return messages
@@ -213,7 +255,31 @@ def site_groups(path: str | os.PathLike) -> set[str]:
     Raises:
         OSError: the file cannot be read (the caller says which model needed it).
     """
-    return set(_ACF_GROUP.findall(Path(path).read_text(encoding='utf-8', errors='replace')))
+    text = Path(path).read_text(encoding='utf-8', errors='replace')
+    # asLib's lexer: '#' starts a comment to the end of the line; a quoted string is one token (an
+    # ASG named in a comment or inside a user's name is no group: softIoc would put its records in DEFAULT)
+    return {found.group(2) for found in _ACF_TOKENS.finditer(text) if found.group(2)}
+
+
+def open_groups(path: str | os.PathLike) -> set[str]:
+    """The ASGs of a site's access security file that every client may write: an unconditional
+    ``RULE(1, WRITE)`` (no UAG, HAG or CALC block). The app writes the fields of every other group
+    through softIoc's shell, as its own user is not known to be among their writers.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    text = _ACF_NOISE.sub(lambda found: '""' if found.group().startswith('"') else ' ',
+                          Path(path).read_text(encoding='utf-8', errors='replace'))
+    opened = set()
+    for head in _ACF_BLOCK.finditer(text):
+        depth, end = 1, head.end()
+        while end < len(text) and depth:
+            depth += {'{': 1, '}': -1}.get(text[end], 0)
+            end += 1
+        if _OPEN_WRITE.search(text[head.end():end - 1]):
+            opened.add(head.group(1))
+    return opened
 
 
 def render_acf(model_class: type, device: str) -> str:
@@ -270,7 +336,7 @@ def _json_number(value: Any, name: str) -> str:
     return {'nan': 'NaN', 'inf': 'Infinity', '-inf': '-Infinity'}.get(text, text)
 
 
-def shell_line(pv: Any, value: Any) -> bytes:
+def shell_line(pv: Any, value: Any, target: str | None = None) -> bytes:
     """The ``dbpf`` line that writes ``value`` to a read-only record, as iocsh reads it.
 
     The value is converted by the record kind first (:meth:`devioc.records.Record.to_ca`), so what
@@ -279,11 +345,17 @@ def shell_line(pv: Any, value: Any) -> bytes:
     enum states by name (by index when the name is empty or shared); numeric and string arrays as
     the JSON array dbpf parses (EPICS 7 dbpf); strings and long strings as text.
 
+    Args:
+        pv: the field's :class:`devioc.channels.PV`.
+        value: the value, as ``PV.put`` takes it.
+        target: the record to write instead of ``pv``'s own: the app's twin ``<pv>:_app`` of a
+            field with ``write_<field>`` (:mod:`devioc.writes`), which holds the same states.
+
     Raises:
         ValueError: the record cannot hold ``value``, or the IOC shell cannot carry it (a line
             break in a string, a subnormal float).
     """
-    name = pv.name
+    name = target or pv.name
     if type(value) is float and pv.ftype == _DOUBLE and pv.nelm == 1 and value == value \
             and (value == 0.0 or _SMALLEST_NORMAL <= abs(value) < math.inf):  # the publish fast path
         return f"dbpf {_quote(name)} '{value!r}' >/dev/null\n".encode()
@@ -299,8 +371,13 @@ def shell_line(pv: Any, value: Any) -> bytes:
         choices = list(pv.enum_strs)
         label = choices[index] if index < len(choices) else ''
         named = max((i + 1 for i, c in enumerate(choices) if c), default=0)  # the IOC's number of states
+        binary = pv.record.record in ('bo', 'bi')
+        if binary:  # boRecord/biRecord get_enum_strs: 2 states, but 1 when only ZNAM is named
+            named = 1 if (choices[:1] or [''])[0] and not (choices[1:2] or [''])[0] else 2
         if label and choices.count(label) == 1:
             arg = _quote(label)
+        elif binary and index == 1 and named == 1:
+            arg = "''"  # bo/bi put_enum_str: an empty ONAM matches the empty string (a Toggle's default)
         elif index >= named:  # dbPut's string-to-enum takes an index below it only (Illegal choice)
             raise ValueError(f'cannot put state {index} to {name}: a read-only field is written through the IOC '
                              'shell, which takes states by name, or by index up to the last named state; '
@@ -342,8 +419,39 @@ def _in_ca_context(callback: Callable[[bool], None]) -> Callable[[bool], None]:
     return attached
 
 
+def field_shell_line(channel: Any, value: Any) -> bytes:
+    """The ``dbpf`` line that writes one field (``ioc.<field>.field('HIHI').put``) of a record the app
+    writes through the shell (:func:`through_shell`): the record's ASG refuses every CA put, the
+    app's own to its HIHI or EGU included.
+
+    Args:
+        channel: the :class:`devioc.field_access.FieldChannel`.
+        value: the value, as ``FieldChannel.put`` takes it (checked by the field's type first).
+
+    Raises:
+        ValueError: the field cannot hold ``value``, or the IOC shell cannot carry it (a line break).
+    """
+    held = channel._to_ca(value)
+    fdef = channel.fdef
+    if isinstance(held, bytes):   # DBF_STRING and links (the ``$`` name: written whole as text)
+        text = held.decode('utf-8', 'surrogateescape')
+        if '\n' in text or '\r' in text:
+            raise ValueError(f'cannot put that text to {channel.name}: the record is written through the IOC '
+                             'shell, one line per value, so it cannot hold a line break (CR or LF)')
+        arg = _quote(text)
+    elif fdef.menu and isinstance(held, int) and 0 <= held < len(fdef.menu):
+        arg = _quote(fdef.menu[held])   # a menu's choice by name, as dbpf takes it
+    elif isinstance(held, (list, tuple, np.ndarray)):
+        arg = _quote('[' + ','.join(_json_number(item, channel.name)
+                                    for item in np.asarray(held).reshape(-1).tolist()) + ']')
+    else:
+        arg = _quote(_number(held, channel.name))
+    return f'dbpf {_quote(channel.name)} {arg} >/dev/null\n'.encode('utf-8', 'surrogateescape')
+
+
 def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
-              on_done: Callable[[bool], None] | None = None) -> bool:
+              on_done: Callable[[bool], None] | None = None, *, process: Any = None,
+              line: bytes | None = None) -> bool:
     """Write ``value`` to the read-only record of ``pv`` through softIoc's shell (any thread).
 
     Args:
@@ -353,6 +461,8 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
         timeout: seconds to wait (with ``wait``).
         on_done: instead of blocking, called (on a reader thread) with True once softIoc has
             processed the record, False if the IOC went away.
+        process: the model's :class:`devioc.softioc.IOCProcess` (``pv.model``'s by default).
+        line: the shell line to send (:func:`shell_line` of ``value`` by default).
 
     Returns:
         True once sent (no ``wait``) or processed; False, with an error logged, at the timeout.
@@ -363,10 +473,12 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
     """
     import logging
 
-    process = getattr(pv.model, '_process', None)
+    if process is None:
+        process = getattr(pv.model, '_process', None)
     if process is None or pv._chid is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
-    line = shell_line(pv, value)
+    if line is None:   # write_<field>: to the app's twin, so that the detector sees no client write
+        line = shell_line(pv, value, pv._writes.twin.name if getattr(pv, '_writes', None) is not None else None)
     if on_done is not None:
         process.command(line, _in_ca_context(on_done))
         return True

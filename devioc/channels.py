@@ -688,7 +688,7 @@ class PV:
         key = field_def(self.record.record, name, self.name).name
         channels = self.__dict__.setdefault('_field_channels', {})
         if key not in channels:
-            channels[key] = FieldChannel(self.name, self.record.record, key, self._reactor)
+            channels[key] = FieldChannel(self.name, self.record.record, key, self._reactor, owner=self)
         return channels[key]
 
     def renew(self, retired: list) -> None:

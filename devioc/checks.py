@@ -258,6 +258,8 @@ def expanded(cls: type, device: str, macros: Mapping[str, str]) -> tuple[dict, l
             except UndefinedMacro:
                 pass  # reported with the field that holds it
         out[attname] = (name, fields)
+    # access (issue 14): an ASG given by a macro is checked as it expands for this device
+    messages.extend(access.check_access(cls, macros=all_macros, macro_asgs_only=True))
     return out, messages
 
 

@@ -63,8 +63,11 @@ class FieldChannel:
         UnknownField: the record type has no such field.
     """
 
-    def __init__(self, pv_name: str, record_type: str, name: str, reactor: Any = None):
+    def __init__(self, pv_name: str, record_type: str, name: str, reactor: Any = None, owner: Any = None):
         self.fdef = field_def(record_type, name, pv_name)
+        #: the record's own PV: when the app writes that record through softIoc's shell (read-only, or a
+        #: restricted ASG: devioc.access), its fields are written the same way, not refused by the ASG
+        self._owner = owner
         self.record_type = record_type
         self.field = self.fdef.name
         self.long_text = self.fdef.dbf in _LONG_TEXT or (self.fdef.dbf == 'DBF_STRING' and self.fdef.size > 40)
@@ -194,6 +197,12 @@ class FieldChannel:
             TimeoutError: the channel did not connect.
         """
         self._to_ca(value)   # a bad value is refused before connecting
+        owner = self._owner
+        if owner is not None and owner._shell:   # devioc.access: the app writes this record through the shell
+            from .access import field_shell_line, shell_put
+            line = field_shell_line(self, value)
+            return shell_put(self._channel(min(timeout, 5.0)), value, wait, timeout,
+                             process=getattr(owner.model, '_process', None), line=line)
         return self._channel(min(timeout, 5.0)).put(value, wait=wait, timeout=timeout)
 
     def add_callback(self, fn: Callable[[Any, Any], None]) -> None:

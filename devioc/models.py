@@ -156,7 +156,7 @@ def _safe(name: str) -> str:
     return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
-def _site_acf(model_class: type, acf: str | os.PathLike | None) -> Path | None:
+def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str, str] | None = None) -> Path | None:
     """The absolute path of a site's access security file, checked against the model's ASGs.
 
     Raises:
@@ -171,7 +171,7 @@ def _site_acf(model_class: type, acf: str | os.PathLike | None) -> Path | None:
     except OSError as err:
         raise FileNotFoundError(f'{model_class.__name__}: cannot read the access security file acf={str(acf)!r}: '
                                 f'{err.strerror or err}') from None
-    checks.raise_if(access.check_access(model_class, defined))
+    checks.raise_if(access.check_access(model_class, defined, macros))
     return path
 
 
@@ -270,7 +270,7 @@ class Model(metaclass=ModelType):
             None if getattr(self._fields[att], 'blocking', False) is True else self._write_callback(att)))
         checks.raise_if(validation.check_validators(type(self), self._callbacks)  # issue 14 §4
                         + access.check_client_hooks(type(self), self._callbacks))
-        self._acf = _site_acf(type(self), acf)  # access (issue 14)
+        self._acf = _site_acf(type(self), acf, self._macros)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()

@@ -50,18 +50,30 @@ class Validation:
         self.validator = validator
         self.accepted: Any = None
         self.started = False
-        self._echoes: list[tuple[Any, bool]] = []   # (value written back, deliver it to do_<field>)
+        #: counts the values accepted: a write-back made before the latest is stale when it lands
+        self._generation = 0
+        #: (value written back, deliver it to do_<field>, the generation it was made in)
+        self._echoes: list[tuple[Any, bool, int]] = []
 
     def check(self, pv: Any, value: Any) -> bool:
         """Run on the reactor thread for each posted value; True when ``do_<field>`` gets ``value``."""
         if not self.started:   # the IOC's initial value
             self.started, self.accepted = True, value
+            self._generation += 1
             return True
-        for index, (echo, deliver) in enumerate(self._echoes):
+        for index, (echo, deliver, generation) in enumerate(self._echoes):
             if _same(echo, value):   # our own write-back coming back: not validated again
                 del self._echoes[index]
+                if generation != self._generation:
+                    # a value was accepted after this write-back was sent (a client's valid write
+                    # landed between its refused one and the put-back): the record must hold that
+                    # one, not the older value the put-back carried
+                    if not _same(value, self.accepted):
+                        self._write_back(pv, self.accepted, deliver=False)
+                    return False
                 if deliver:
                     self.accepted = value
+                    self._generation += 1
                 return deliver
         try:
             verdict = self.validator(pv, value, pv.model)
@@ -71,6 +83,7 @@ class Validation:
         if verdict is True:
             self.accepted = value
             self._clear_alarm(pv)
+            self._generation += 1
             return True
         if verdict is False or verdict is None:
             logger.warning('%s: refused %r (validate_%s returned %r); put back %r', pv.name, value,
@@ -101,7 +114,7 @@ class Validation:
             except ValueError:
                 pass
         del self._echoes[:-7]   # a write-back the record did not post (same value) is forgotten in time
-        self._echoes.append((echo, deliver))
+        self._echoes.append((echo, deliver, self._generation))
         try:
             state = getattr(pv, '_alarm', None)
             if not deliver and state is not None:   # alarm=True: a MINOR alarm with the put-back (devioc.alarms)

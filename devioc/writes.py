@@ -64,6 +64,11 @@ _WATCH = {'ao': ('ai', dbr.DOUBLE), 'ai': ('ai', dbr.DOUBLE), 'longout': ('longi
           'stringout': ('stringin', dbr.STRING), 'stringin': ('stringin', dbr.STRING)}
 
 
+#: the state names a twin copies from its record (mbbo/mbbi ZRST..FFST, bo/bi ZNAM and ONAM)
+_STATE_FIELDS = ('ZNAM', 'ONAM', 'ZRST', 'ONST', 'TWST', 'THST', 'FRST', 'FVST', 'SXST', 'SVST', 'EIST', 'NIST',
+                 'TEST', 'ELST', 'TVST', 'TTST', 'FTST', 'FFST')
+
+
 def write_callback_for(callbacks: Any, attname: str, attnames: Any = ()) -> Callable | None:
     """The ``write_<field>`` method of ``callbacks`` for the field ``attname``, or None.
 
@@ -155,6 +160,9 @@ def _records(rtype: str, name: str, fields: dict, callback: Callable) -> tuple[W
             'CALC': 'A&&!B'}
     watch: dict[str, Any] = {'DESC': 'devioc: client writes', 'INP': f'{name} NPP', 'SDIS': f'{name}{GATE_SUFFIX} PP',
                              'DISV': 0}
+    for key in _STATE_FIELDS:   # the app writes through the shell by state name (devioc.access): same states
+        if key in fields:
+            twin[key] = fields[key]
     if rtype == 'waveform':
         ftvl = str(fields.get('FTVL', 'DOUBLE')).upper()
         for part in (twin, watch):

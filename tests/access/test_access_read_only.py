@@ -246,3 +246,63 @@ def test_long_arrays_and_strings_go_in_one_shell_line(device, ca_port):
         assert model.text.put('é' * 1500, wait=True) and model.text.get() == 'é' * 1500
     finally:
         model.shutdown()
+
+
+class Limits(models.Model):
+    temp = models.FloatInput('temp', prec=2)                   # read-only by default
+    mode = models.Float('mode', ASG='OPS')                     # restricted: nobody but 'ops' writes
+    open = models.Float('open')                                # writable, as before
+
+    class Meta:
+        access = {'OPS': {'users': ['ops']}}
+
+
+def test_the_app_changes_fields_of_read_only_and_restricted_records(device, ca_port, ca_env):
+    """``ioc.temp.field('HIHI').put(90)`` (the README's example, temp a FloatInput) writes the field of
+    a read-only record, and of a restricted group's record, as it does on a writable one: the app owns
+    its records; menus by choice, text with quotes and $(x), numbers exact, wait=True read back."""
+    model = Limits(device, ca_port=ca_port)
+    try:
+        for att in ('temp', 'mode', 'open'):
+            pv = getattr(model, att)
+            assert pv.field('HIHI').put(90, wait=True), att
+            assert pv.field('HIHI').get() == 90.0, att
+            assert pv.field('HHSV').put('MAJOR', wait=True) and pv.field('HHSV').get() == 'MAJOR', att
+            assert pv.field('SCAN').put(6, wait=True) and pv.field('SCAN').get() == '1 second', att
+            assert pv.field('EGU').put("it's $(x)", wait=True) and pv.field('EGU').get() == "it's $(x)", att
+            assert pv.field('PREC').put(5, wait=True) and pv.field('PREC').get() == 5, att
+            assert pv.field('HIGH').put(1 / 3) is True, att
+            wait_for(lambda: pv.field('HIGH').get() == 1 / 3, what=f'{att}.HIGH')
+            assert pv.field('DESC').put('a, b; c', wait=True) and caget(f'{device}:{att}.DESC', ca_env) == 'a, b; c'
+            if att != 'open':   # one shell line per value
+                with pytest.raises(ValueError, match='line break'):
+                    pv.field('DESC').put('a\nb')
+        # clients still cannot write any field of the read-only and restricted records
+        for att in ('temp', 'mode'):
+            result = _caput(f'{device}:{att}.HIHI', ['1'], ca_env)
+            assert result.returncode != 0 and 'Write access denied' in result.stderr + result.stdout, att
+        assert caget(f'{device}:temp.HIHI', ca_env) == '90'
+    finally:
+        model.shutdown()
+
+
+class Buttons(models.Model):
+    go = models.Toggle('go', high=None, read_only=True)          # ZNAM 'go', ONAM '' (the original's default)
+    bare = models.Toggle('bare', zname='', high=None, read_only=True)   # neither state named
+    named = models.Toggle('named', zname='OFF', oname='ON', high=None, read_only=True)
+    flag = models.BoolInput('flag')
+
+
+def test_the_app_puts_both_states_of_read_only_toggles(device, ca_port, ca_env):
+    """A Toggle's state 1 has no name by default (ONAM ''): the app still sets it through the shell,
+    and state 0; with neither state named, and with both named, too."""
+    model = Buttons(device, ca_port=ca_port)
+    try:
+        for att in ('go', 'bare', 'named', 'flag'):
+            pv = getattr(model, att)
+            for state in (1, 0, 1):
+                assert pv.put(state, wait=True), (att, state)
+                assert pv.get() == state, (att, state)
+        assert caget(f'{device}:named', ca_env) == 'ON'
+    finally:
+        model.shutdown()

@@ -317,3 +317,187 @@ def test_client_write_hooks_on_read_only_fields_are_refused():
     assert found == [('devioc.E011', 'Readout.temp'), ('devioc.E011', 'Readout.temp'),
                      ('devioc.E026', 'Readout.held')], found
     assert 'read_only=False' in str(info.value)
+
+
+def test_site_groups_ignore_comments_and_strings(tmp_path):
+    """An ASG named only in a comment, or inside a quoted name, is not defined: softIoc would put that
+    group's records in DEFAULT, where every client writes, so the check must not count it."""
+    site = tmp_path / 'site.acf'
+    site.write_text('# ASG(OPS) { RULE(1, WRITE) }  was removed\n'
+                    'UAG(admins) { "ASG(FAKE)", "ops" }  # ASG(LATER)\n'
+                    'ASG(DEFAULT) {\n    RULE(1, WRITE)\n}\n'
+                    'ASG( DEVIOC_RO ) { RULE(1, READ) }\n'
+                    'ASG("QUOTED") { RULE(1, READ) }\n')
+    assert access.site_groups(site) == {'DEFAULT', 'DEVIOC_RO', 'QUOTED'}
+
+    class Ops(models.Model):
+        x = models.Float('x', ASG='OPS')
+
+    with pytest.raises(ModelError, match="ASG='OPS'"):
+        checks.raise_if(access.check_access(Ops, access.site_groups(site)))
+
+
+class Written(models.Model):
+    level = models.Float('level', ASG='OPS')
+    mode = models.Enum('mode', choices=['AUTO', 'MANUAL', 'SERVICE'], ASG='OPS')
+    text = models.String('text', ASG='OPS')
+    valve = models.Toggle('valve', ASG='OPS')
+
+    class Meta:
+        access = {'OPS': {'users': [ME]}}
+
+
+class WriteLog:
+    def __init__(self):
+        self.writes = []
+
+    def write_level(self, pv, value, ioc):
+        self.writes.append(('level', value))
+
+    def write_mode(self, pv, value, ioc):
+        self.writes.append(('mode', value))
+
+    def write_text(self, pv, value, ioc):
+        self.writes.append(('text', value))
+
+    def write_valve(self, pv, value, ioc):
+        self.writes.append(('valve', value))
+
+
+def test_write_callbacks_of_a_restricted_group_see_clients_not_the_app(device, ca_port, ca_env):
+    """A field of a restricted group is written by the app through the shell; its write_<field> must
+    still see only client writes (the README: never the app's own puts), enum states by name too."""
+    from twisted.internet import reactor
+
+    app = WriteLog()
+    model = Written(device, callbacks=app, ca_port=ca_port)
+    try:
+        assert all(getattr(model, f)._shell for f in ('level', 'mode', 'text', 'valve'))
+        for value in (1.5, 2.5):
+            assert model.level.put(value, wait=True) and model.level.get() == value
+        for state in ('MANUAL', 2, 'AUTO'):
+            assert model.mode.put(state, wait=True)
+        assert model.mode.get() == 0
+        assert model.text.put("it's $(x)", wait=True) and model.text.get() == "it's $(x)"
+        assert model.valve.put(1, wait=True)
+        # a client of an allowed user: seen
+        caput = [epics_tool('caput')]
+        assert _put(caput, f'{device}:level', '7', ca_env).returncode == 0
+        assert _put(caput, f'{device}:mode', 'SERVICE', ca_env).returncode == 0
+        deadline = __import__('time').monotonic() + 10
+        while len(app.writes) < 2 and __import__('time').monotonic() < deadline:
+            reactor.iterate(0.02)
+        for _ in range(50):   # and a while more: any app put reported late would show now
+            reactor.iterate(0.02)
+        assert app.writes == [('level', 7.0), ('mode', 2)], app.writes
+        assert caget(f'{device}:level', ca_env) == '7'
+    finally:
+        model.shutdown()
+
+
+class ByMacro(models.Model):
+    level = models.Float('level', ASG='$(group)')
+
+    class Meta:
+        access = {'OPS': {'users': ['someone-else']}}
+
+
+def test_an_asg_given_by_a_macro_is_checked_and_written_as_it_expands(device, ca_port, ca_env, tmp_path,
+                                                                      monkeypatch):
+    """ASG='$(group)': with group=OPS the app still writes the field (through the shell: the group's
+    rule refuses this user's CA put) and a client of this user is refused; with a group no rule
+    defines, Model() and devioc check refuse it (E027) instead of softIoc putting it in DEFAULT."""
+    model = ByMacro(device, ca_port=ca_port, macros={'group': 'OPS'})
+    try:
+        assert model.level._shell
+        assert model.level.put(2.5, wait=True) and model.level.get() == 2.5
+        assert _refused(_put([epics_tool('caput')], f'{device}:level', '9', ca_env))
+        assert caget(f'{device}:level', ca_env) == '2.5'
+    finally:
+        model.shutdown()
+    with pytest.raises(ModelError, match=r"ASG='\$\(group\)' \(that is 'TYPO'\)"):
+        ByMacro(device, ca_port=ca_port, macros={'group': 'TYPO'})
+
+    from devioc.cli import main
+
+    (tmp_path / 'macro_model.py').write_text(
+        'from devioc import models\n\n\nclass M(models.Model):\n'
+        "    level = models.Float('level', ASG='$(group)')\n\n    class Meta:\n        access = {'OPS': {}}\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    runner = CliRunner()
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=TYPO'])
+    assert result.exit_code == 1 and 'devioc.E027' in result.output, result.output
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=OPS'])
+    assert result.exit_code == 0 and 'no problems found' in result.output, result.output
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(DEFAULT) { RULE(1, WRITE) }\nASG(SITE) { RULE(1, READ) }\n')
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=OPS', '--acf', str(site)])
+    assert result.exit_code == 1 and 'devioc.E027' in result.output, result.output
+    result = runner.invoke(main, ['check', 'macro_model:M', '--device', 'DEV', '-m', 'group=SITE', '--acf', str(site)])
+    assert result.exit_code == 0, result.output
+
+
+OPS_DEFAULT = """# a common site file: operators write, everyone else reads
+UAG(ops) { "ops" }
+ASG(DEFAULT) {
+    RULE(1, READ)
+    RULE(1, WRITE) {
+        UAG(ops)
+    }
+}
+ASG(OPEN) { RULE(1, WRITE, TRAPWRITE) }
+ASG(CALCED) { RULE(1, WRITE) { CALC("1") } }
+ASG(DEVIOC_RO) { RULE(1, READ) }
+"""
+
+
+def test_open_groups_of_a_site_file(tmp_path):
+    """Only an unconditional RULE(1, WRITE) opens a group to every writer."""
+    site = tmp_path / 'site.acf'
+    site.write_text(OPS_DEFAULT + '# ASG(COMMENTED) { RULE(1, WRITE) }\n')
+    assert access.open_groups(site) == {'OPEN'}
+    site.write_text(SITE)
+    assert access.open_groups(site) == {'DEFAULT'}
+
+
+class SitePlain(models.Model):
+    sp = models.Float('sp')                        # no ASG: the site's DEFAULT
+    free = models.Float('free', ASG='OPEN')
+    temp = models.FloatInput('temp')
+
+
+def test_a_site_file_that_restricts_default_leaves_the_app_its_own_fields(device, ca_port, ca_env, tmp_path):
+    """A site's DEFAULT written by its operators only: the app still writes its plain fields (through
+    the shell; its CA put was refused, 'Write access denied'), clients of other users are refused,
+    and a group the site opens to all stays a CA put."""
+    site = tmp_path / 'site.acf'
+    site.write_text(OPS_DEFAULT)
+    model = SitePlain(device, ca_port=ca_port, acf=site)
+    try:
+        assert (model.sp._shell, model.free._shell, model.temp._shell) == (True, False, True)
+        for att, value in (('sp', 2.5), ('free', 3.5), ('temp', 4.5)):
+            pv = getattr(model, att)
+            assert pv.put(value, wait=True) and pv.get() == value, att
+            assert pv.field('HIHI').put(90, wait=True), att
+        caput = [epics_tool('caput')]
+        assert _refused(_put(caput, f'{device}:sp', '9', ca_env))
+        assert _put(caput, f'{device}:free', '9', ca_env).returncode == 0
+        assert caget(f'{device}:sp', ca_env) == '2.5'
+    finally:
+        model.shutdown()
+
+
+def test_a_site_file_without_default_is_refused(tmp_path, device, monkeypatch):
+    """softIoc gives records without an ASG no access at all when the file defines no DEFAULT (the
+    app's own monitors then get no value): Model(acf=) and devioc check --acf refuse it."""
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(OPS) { RULE(1, READ) }\nASG(DEVIOC_RO) { RULE(1, READ) }\n')
+    with pytest.raises(ModelError, match=r'defines no ASG\(DEFAULT\)'):
+        SiteModel(device, acf=site)
+    from devioc.cli import main
+
+    (tmp_path / 'plain_model.py').write_text("from devioc import models\n\n\nclass P(models.Model):\n"
+                                             "    x = models.Float('x')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(main, ['check', 'plain_model:P', '--device', 'DEV', '--acf', str(site)])
+    assert result.exit_code == 1 and 'ASG(DEFAULT)' in result.output, result.output

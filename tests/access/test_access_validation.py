@@ -125,3 +125,90 @@ def test_a_hook_for_no_field_is_refused(device):
 
     with pytest.raises(ModelError, match='E010'):
         Tank(device, callbacks=Bad())
+
+
+class _FakeRecord:
+    value_kind = 'number'
+    attname = 'level'
+
+
+class _FakePV:
+    """What Validation asks of a PV; puts are recorded, not sent (the order of posts is the test's)."""
+    name = 'X:level'
+    record = _FakeRecord()
+    model = None
+
+    def __init__(self):
+        self.puts = []
+
+    def put(self, value):
+        self.puts.append(value)
+
+
+def test_a_put_back_that_lands_after_a_newer_valid_value_is_undone():
+    """A client writes -1 then 20 at once: the put-back of the old value lands after 20 was accepted
+    (and given to do_<field>). The record must end holding 20, not the stale put-back, so the
+    record and what the app was told agree."""
+    from devioc.validation import Validation
+
+    validation = Validation(lambda pv, value, ioc: False if value < 0 else (100.0 if value > 100 else True))
+    pv = _FakePV()
+    assert validation.check(pv, 10.0)            # the initial value
+    assert not validation.check(pv, -1.0)        # refused: 10 is put back
+    assert pv.puts == [10.0]
+    assert validation.check(pv, 20.0)            # a valid write lands before the put-back
+    assert not validation.check(pv, 10.0)        # the stale put-back: not given to do_, undone
+    assert pv.puts == [10.0, 20.0] and validation.accepted == 20.0
+    assert not validation.check(pv, 20.0)        # our own put of 20 coming back
+    assert pv.puts == [10.0, 20.0]
+    # a correction overtaken the same way is not given to do_<field> and is undone too
+    assert not validation.check(pv, 150.0)       # corrected: 100 is put
+    assert validation.check(pv, 30.0)
+    assert not validation.check(pv, 100.0)       # the stale correction
+    assert pv.puts[-1] == 30.0 and validation.accepted == 30.0
+    assert not validation.check(pv, 30.0)
+    # nothing in between: a refusal's put-back and a correction behave as before
+    assert not validation.check(pv, -5.0) and pv.puts[-1] == 30.0
+    assert not validation.check(pv, 30.0)
+    assert not validation.check(pv, 500.0) and pv.puts[-1] == 100.0
+    assert validation.check(pv, 100.0) and validation.accepted == 100.0
+
+
+def test_a_refused_write_then_a_valid_one_leaves_the_valid_one(tank, ca_env):
+    """End to end, by repetition: a pyepics client puts -1 and then k back to back; after each pair the
+    record holds k and do_level's last value is k (the put-back of the refused value must not land
+    over k and stay)."""
+    import sys
+
+    from twisted.internet import reactor
+
+    model, app = tank
+    name = f'{model.device_name}:level'
+    _reactor_turns(lambda: app.seen == [10.0], 'the initial value')
+    code = """if 1:
+        import sys, time, epics
+        pv = epics.PV(sys.argv[1])
+        assert pv.wait_for_connection(5)
+        for k in range(1, 21):
+            pv.put(-1.0)
+            pv.put(float(k))
+            epics.ca.flush_io()
+            sys.stdin.readline()   # the test has checked this pair
+        """
+    client = subprocess.Popen([sys.executable, '-c', code, name], env=ca_env, stdin=subprocess.PIPE, text=True)
+    try:
+        wrong = []
+        for k in range(1, 21):
+            _reactor_turns(lambda: float(k) in app.seen, f'the valid value {k}')
+            deadline = time.monotonic() + 1.0
+            while time.monotonic() < deadline:   # let every put-back in flight land
+                reactor.iterate(0.01)
+            held = caget(name, ca_env)
+            if held != str(k) or app.seen[-1] != float(k):
+                wrong.append((k, held, app.seen[-3:]))
+            client.stdin.write('\n')
+            client.stdin.flush()
+        assert not wrong, wrong
+    finally:
+        client.stdin.close()
+        client.wait(15)

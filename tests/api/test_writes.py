@@ -186,13 +186,14 @@ def test_a_name_without_room_for_the_hidden_records_is_refused(run_model):
 
 
 class Inputs(models.Model):
-    f = models.FloatInput('f')
-    i = models.IntegerInput('i')
-    b = models.BoolInput('b')
-    e = models.EnumInput('e', choices=['A', 'B', 'C'])
-    s = models.StringInput('s', max_length=20)
+    # client writes are the point here: the *Input kinds are read-only by default since issue 14 (E011)
+    f = models.FloatInput('f', read_only=False)
+    i = models.IntegerInput('i', read_only=False)
+    b = models.BoolInput('b', read_only=False)
+    e = models.EnumInput('e', choices=['A', 'B', 'C'], read_only=False)
+    s = models.StringInput('s', max_length=20, read_only=False)
     bits = models.BinaryOutput('bits')
-    bi = models.BinaryInput('bi')
+    bi = models.BinaryInput('bi', read_only=False)
 
 
 class InputsApp:
