@@ -148,9 +148,13 @@ class FieldDef:
         index = value if isinstance(value, int) else parse_int(text) if text is not None else None
         if index is not None and 0 <= index < len(choices):
             return str(index)
-        if index == len(choices):  # dbPutString takes it (off by one) and the record holds an illegal value
+        # dbPutString takes these and the record holds an index no choice has: one past the last (an
+        # off-by-one in its check), and -1 or 65535 (read as a signed short, -1 passes it; both store 65535)
+        if index is not None and (index == len(choices) or index in (-1, 0xFFFF)):
+            stored = index if index == len(choices) else 0xFFFF
             raise FieldError('devioc.E012', f'{self.name}={value!r} is past the last {what} (index '
-                             f'{len(choices) - 1})', f'use one of: {", ".join(repr(c) for c in choices)}')
+                             f'{len(choices) - 1}): softIoc would load it and the record hold {stored}',
+                             f'use one of: {", ".join(repr(c) for c in choices)}')
         close = difflib.get_close_matches(str(value), list(choices), n=1)
         hint = f'did you mean {close[0]!r}? ' if close else ''
         raise FieldError('devioc.E012', f'{self.name}={value!r} is not a {what} softIoc has for this record '

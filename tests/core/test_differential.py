@@ -196,6 +196,16 @@ def test_known_disagreements_of_the_past_are_settled(tmp_path):
     assert counts == {'accept': 3, 'refuse': 6, 'deliberate': 0}
 
 
+def test_menu_indexes_softioc_wraps_are_deliberate_refusals(tmp_path):
+    """HHSV=-1 and 65535 load in softIoc (the record then holds 65535, no choice's index), as the
+    index one past the last does: devioc refuses all three, deliberately."""
+    records = [models.Float('r', HHSV=-1), models.Float('r', HHSV='65535'), models.Float('r', HHSV=4),
+               models.Float('r', HHSV=3)]
+    problems, counts = judge(records, tmp_path)
+    assert not problems, '\n\n'.join(problems)
+    assert counts == {'accept': 1, 'refuse': 0, 'deliberate': 3}
+
+
 # -- the project's own models -----------------------------------------------------------------------
 
 def _own_models(tmp_path: Path) -> list[type]:
