@@ -175,6 +175,29 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = 'co
         time.sleep(interval)
 
 
+def until(predicate: Callable[[], Any], what: str = 'condition', timeout: float = 15.0,
+          interval: float = 0.02) -> Any:
+    """A Deferred that fires once ``predicate()`` is true, the reactor running meanwhile.
+
+    For tests whose app callbacks run on the reactor (``yield until(...)`` in a
+    ``pytest_twisted.inlineCallbacks`` test); :func:`wait_for` blocks the thread instead.
+
+    Raises:
+        AssertionError: (through the Deferred) ``predicate()`` was still false after ``timeout`` s.
+    """
+    from twisted.internet import defer, reactor, task
+
+    @defer.inlineCallbacks
+    def poll() -> Any:
+        deadline = time.monotonic() + timeout
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise AssertionError(f'timed out after {timeout} s waiting for {what}')
+            yield task.deferLater(reactor, interval, lambda: None)
+
+    return poll()
+
+
 def _run_tool(args: list[str], env: dict[str, str] | None, timeout: float) -> str:
     result = subprocess.run(args, env=env or ca_environment(), capture_output=True, text=True, timeout=timeout)
     if result.returncode != 0:

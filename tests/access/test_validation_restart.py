@@ -3,11 +3,10 @@ import os
 import signal
 
 import pytest_twisted
-from twisted.internet import reactor, task
 
 from devioc import models
 from devioc.restart import RestartPolicy
-from devioc.testing import caget, caput
+from devioc.testing import caget, caput, until
 
 
 class Tank(models.Model):
@@ -25,15 +24,6 @@ class Keeper:
 
     def on_ioc_restart(self, ioc):
         self.restarts += 1
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, what, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 @pytest_twisted.inlineCallbacks

@@ -10,7 +10,7 @@ from twisted.internet import reactor, task
 
 from devioc import models
 from devioc.restart import RestartPolicy
-from devioc.testing import caput
+from devioc.testing import caput, until
 
 
 class Dial(models.Model):
@@ -40,15 +40,6 @@ class EarlyWrites(Dial):
         assert self._process.synced.wait(10)
         caput(f'{self._device_name}:level', 7.25)
         super()._connect(reactor, callbacks, deadline, limit, env)
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, what, timeout=10.0):
-    for _ in range(int(timeout / 0.05)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.05, lambda: None)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 @pytest_twisted.inlineCallbacks

@@ -7,6 +7,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from devioc import models
+from devioc.testing import until
 from devioc.softioc import epics_tool
 
 
@@ -26,15 +27,6 @@ class App:
 
     def do_position(self, pv, value, ioc):
         self.changes.append(value)
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, what, timeout=10.0):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 def caput_c(pv, value, env):

@@ -3,14 +3,13 @@ not those of the first start, and changes after the restart are saved again."""
 import json
 import os
 import signal
-import time
 
 import pytest_twisted
 from twisted.internet import reactor, task
 
 from devioc import models
 from devioc.restart import RestartPolicy
-from devioc.testing import caget, caput
+from devioc.testing import caget, caput, until
 
 FAST = RestartPolicy(min_delay=0.1, max_delay=0.5, max_deaths=20, window=60.0)
 
@@ -30,15 +29,6 @@ class App:
 
     def on_ioc_restart(self, ioc):
         self.restarts += 1
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        yield task.deferLater(reactor, 0.05, lambda: None)
 
 
 def saved(ioc):

@@ -12,7 +12,7 @@ from twisted.internet import reactor, task, threads
 
 from devioc import cli, models
 from devioc.restart import RestartPolicy
-from devioc.testing import alive, answers, caget, caput, child_pids
+from devioc.testing import alive, answers, caget, caput, child_pids, until
 
 FAST = RestartPolicy(min_delay=0.1, max_delay=0.5, max_deaths=20, window=60.0)
 
@@ -50,15 +50,6 @@ class Saver:
 
     def start(self, pvs):
         pass
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, what, timeout=15.0):
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        yield task.deferLater(reactor, 0.05, lambda: None)
 
 
 def pv(ioc, name):
