@@ -6,6 +6,7 @@ import os
 import shutil
 import socket
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,12 +21,25 @@ from devioc.testing import caget, epics_tool
 OTHER_UID = 65534
 
 
+_COPIES: list[Path] = []
+
+
+@pytest.fixture(scope='module', autouse=True)
+def _remove_tool_copies():
+    yield
+    while _COPIES:
+        shutil.rmtree(_COPIES.pop(), ignore_errors=True)
+
+
 def tool_as_other_user(name: str, tmp_root: Path) -> list[str]:
     """The argv prefix that runs EPICS tool ``name`` as uid/gid 65534 (skips the test when not root).
 
     The tool runs from where it is when that user can run it; else from a world-readable copy of
-    its EPICS tree (bin and lib) under ``tmp_root``.
+    its EPICS tree (bin and lib) in a directory of its own under the system's temporary directory:
+    ``tmp_root`` (pytest's) may sit in a directory only its owner can enter, as may the venv (CI
+    makes it with mktemp -d).
     """
+    del tmp_root   # kept in the signature for the callers; see above
     if os.geteuid() != 0:
         pytest.skip('running a CA client as another user needs root (setpriv)')
     setpriv = shutil.which('setpriv')
@@ -35,13 +49,15 @@ def tool_as_other_user(name: str, tmp_root: Path) -> list[str]:
     tool = epics_tool(name)
     if subprocess.run([*prefix, tool, '-h'], capture_output=True, timeout=10).returncode != 0:
         tree = Path(tool).parents[1]   # .../usr, holding bin/ and lib/
-        copy = tmp_root / 'epics-usr'
-        if not copy.exists():
-            shutil.copytree(tree, copy, symlinks=True)
-            for path in [copy, *copy.rglob('*')]:
+        if not _COPIES:
+            root = Path(tempfile.mkdtemp(prefix='devioc-tools-'))   # in /tmp (mode 1777): 65534 reaches it
+            root.chmod(0o755)
+            shutil.copytree(tree, root / 'epics-usr', symlinks=True)
+            for path in (root / 'epics-usr').rglob('*'):
                 path.chmod(path.stat().st_mode | 0o055)
-            tmp_root.chmod(0o755)
-        tool = str(copy / 'bin' / name)
+            (root / 'epics-usr').chmod(0o755)
+            _COPIES.append(root)
+        tool = str(_COPIES[0] / 'epics-usr' / 'bin' / name)
     return [*prefix, tool]
 
 
