@@ -104,7 +104,8 @@ class RobotBridge(DCSListener):
         self.last_refusal: Optional[str] = None
         all_macros = {'gonio': f'{device}-GONIO'}
         all_macros.update(macros or {})
-        self.ioc = Robot(device, callbacks=self, macros=all_macros)
+        # operators' settings (enable, abort_mode) are autosaved; a softIoc that dies is restarted
+        self.ioc = Robot(device, callbacks=self, macros=all_macros, restart=True)
         self.factory = DCSServerFactory(self, OPERATIONS, STRINGS, client_id=1, dhs_name=dhs_name,
                                         clock=reactor)
         try:

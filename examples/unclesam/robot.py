@@ -43,7 +43,7 @@ class Robot(models.Model):
     heartbeat = models.IntegerInput('heartbeat', desc='DHS heartbeat counter')
     alive = models.IntegerInput('alive', desc='Bridge heartbeat counter')
     uptime = models.FloatInput('uptime', prec=0, units='s', desc='Bridge uptime')
-    enable = models.Enum('enable', choices=['DISABLED', 'ENABLED'], default=1,
+    enable = models.Enum('enable', choices=['DISABLED', 'ENABLED'], default=1, autosave=True,
                          desc='Accept robot commands')
     health = models.EnumInput('health', choices=HEALTH_STATES, default=3, desc='Overall health')
     health_msg = models.StringInput('health_msg', max_length=80, desc='Why health is not OK')
@@ -53,7 +53,7 @@ class Robot(models.Model):
     prefetch = models.String('prefetch', max_length=20, desc='Prefetch port, e.g. lA2')
     dismount = models.Toggle('dismount', zname='IDLE', oname='DISMOUNT', desc='Dismount sample')
     abort = models.Toggle('abort', zname='IDLE', oname='ABORT', desc='Abort all operations')
-    abort_mode = models.Enum('abort_mode', choices=['SOFT', 'HARD'], desc='Abort soft or hard')
+    abort_mode = models.Enum('abort_mode', choices=['SOFT', 'HARD'], autosave=True, desc='Abort soft or hard')
     standby = models.Toggle('standby', zname='IDLE', oname='STANDBY', desc='Park the robot')
     config = models.Enum('config', choices=CONFIG_CHOICES, desc='Config sub-command')
     probe_l = models.Toggle('probe_l', zname='IDLE', oname='PROBE', desc='Probe left cassette')

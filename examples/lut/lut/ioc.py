@@ -197,7 +197,8 @@ class LUTApp:
         self._shown = None
         self._imported: dict = {}
         # the records come up holding the autosaved settings and table: the app starts from them
-        self.ioc = LUT(device, callbacks=self, macros=macros, **model_kwargs)
+        # a softIoc that dies is started again (the app and its links stay up): restart=True by default
+        self.ioc = LUT(device, callbacks=self, macros=macros, **{'restart': True, **model_kwargs})
         self.settings = self._restored_settings()
         self.table = Table(_pairs(self.ioc.points.get()))
         if not len(self.table) and self.store is not None:
