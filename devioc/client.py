@@ -55,13 +55,13 @@ class Client:
     """
 
     def __init__(self, device: str, timeout: float = 5.0):
-        from epics import ca
+        from . import ca as context
 
         self.device = device
         self._connect_timeout = timeout
         self._channels: dict[str, Any] = {}
         self._lock = threading.Lock()
-        ca.use_initial_context()
+        context.attach()   # thread-safe, unlike pyepics' use_initial_context on a fresh libca
         text = self._read(f'{device}:rpc:functions')
         try:
             self.functions: dict[str, dict] = json.loads(text)
@@ -123,6 +123,8 @@ class Client:
         """
         from epics import ca
 
+        from . import ca as context
+
         if name not in self.functions:
             getattr(self, name)  # the AttributeError listing what is served
         spec = self.functions[name]
@@ -136,7 +138,7 @@ class Client:
         if data.size > spec.get('size', 16384):
             raise ValueError(f'the request to {name} takes {data.size} bytes, over its {spec.get("size")}: send '
                              'smaller arguments, or declare @function(size=...) larger in the app')
-        ca.use_initial_context()
+        context.attach()
         request_channel = self._channel(f'{self.device}:{name}:rpc.VAL$')
         reply_name = f'{self.device}:{name}:reply'
         self._channel(reply_name)
@@ -168,7 +170,9 @@ class Client:
         """Cancel function ``name``'s running call (any call by default; else the one with ``call_id``)."""
         from epics import ca
 
-        ca.use_initial_context()
+        from . import ca as context
+
+        context.attach()
         ca.put(self._channel(f'{self.device}:{name}:cancel'), call_id, wait=True, timeout=self._connect_timeout)
 
 

@@ -358,3 +358,38 @@ def test_the_asyncio_client_awaits_calls(served, ca_env):
     [(code, out, err)] = yield finished([run([sys.executable, '-c', ASYNC_CLIENT, ioc.device_name], ca_env)])
     assert code == 0, err[-1500:]
     assert out.strip() == "[3.0, {'tag': 'async', 'n': 3}, 12.0, 'ValueError: async failure']"
+
+
+CLIENTS_MADE_IN_THREADS = '''
+import sys, threading
+from devioc.client import Client
+dev, count, errors = sys.argv[1], int(sys.argv[2]), []
+start = threading.Barrier(6)
+def calls(name):
+    try:
+        start.wait()
+        c = Client(dev)   # each thread its own client, all at once, in a process with no CA context yet
+        for i in range(count):
+            result = c.add(i, b=1)
+            assert result == i + 1, (name, i, result)
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=calls, args=(f'th{k}',)) for k in range(6)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(f'errors {errors}' if errors else f'ok {count}')
+'''
+
+
+@pytest.mark.parametrize('round', range(3))
+@pytest_twisted.inlineCallbacks
+def test_clients_made_at_once_in_threads_of_a_fresh_process(served, ca_env, round):
+    """Six threads of a new process each make a Client at the same moment (the first CA use of the
+    process): each gets its results. pyepics sets ``ca.libca`` before it has finished setting the
+    library up, so a thread attaching meanwhile used a half-made libca (ctypes ArgumentError,
+    'Thread is already attached to a client context', a segmentation fault)."""
+    ioc, app = served
+    procs = [run([sys.executable, '-c', CLIENTS_MADE_IN_THREADS, ioc.device_name, '3'], ca_env) for _ in range(2)]
+    results = yield finished(procs, timeout=120)
+    for code, out, err in results:
+        assert code == 0 and out.startswith('ok'), (code, out, err[-1500:])
