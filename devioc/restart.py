@@ -221,6 +221,9 @@ def start_again(model: Any) -> None:
     model._wait(lambda: process.synced.wait(0.05), deadline,
                 lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
     pvs = list(model._pvs.values()) + (list(health.pvs.values()) if health is not None else [])
+    functions = getattr(model, '_rpc', None)   # devioc.rpc: its channels, and its list, written again
+    if functions is not None:
+        pvs += functions.channels()
     reconnect(pvs)
 
     def all_connected() -> bool:
@@ -233,6 +236,8 @@ def start_again(model: Any) -> None:
                                                                 'connect again'))
     if autosave is not None:   # its VAL hooks and its own channels to the extra fields, on the new IOC
         autosave.start(model._pvs)
+    if functions is not None:   # the new rpc:functions record is empty: clients read the list there
+        functions.publish(max(deadline - time.monotonic(), 1.0))
     logger.info('%s: softIoc (pid %s) up again in %.2f s', model._device_name, process.pid,
                 time.monotonic() - started)
 

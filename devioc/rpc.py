@@ -418,11 +418,24 @@ class Server:
         for fn in self.functions.values():
             for arg in fn.spec.arguments:
                 fn.pvs[arg.name].subscribe()
+        self.publish(timeout)
+
+    def publish(self, timeout: float = 10.0) -> None:
+        """Write the list of functions to ``<device>:rpc:functions`` (at start, and after each restart of
+        softIoc, whose new record starts empty).
+
+        Raises:
+            RuntimeError: the list is over 65535 bytes.
+        """
         listing = json.dumps({served: fn.spec.describe() for served, fn in self.functions.items()})
         if len(listing.encode()) >= MAX_SIZE:
             raise RuntimeError(f'the list of functions takes {len(listing.encode())} bytes, over {MAX_SIZE}: '
                                'shorten their docstrings or serve fewer functions')
         self.listing.put(listing, wait=True, timeout=timeout)
+
+    def channels(self) -> list:
+        """The channels of the functions' records (:mod:`devioc.restart` makes them again after a restart)."""
+        return [self.listing] + [pv for fn in self.functions.values() for pv in fn.pvs.values()]
 
     def stop(self) -> None:
         """Stop the app server and drop the channels; calls still running end unreported."""

@@ -393,3 +393,39 @@ def test_clients_made_at_once_in_threads_of_a_fresh_process(served, ca_env, roun
     results = yield finished(procs, timeout=120)
     for code, out, err in results:
         assert code == 0 and out.startswith('ok'), (code, out, err[-1500:])
+
+
+@pytest.mark.parametrize('round', range(2))
+@pytest_twisted.inlineCallbacks
+def test_functions_are_served_again_after_softioc_is_killed_and_restarted(run_model, ca_port, ca_env, round):
+    """restart=True, kill -9 of softIoc: once it is back, a new client finds the list of functions
+    (the new rpc:functions record started empty: Client() and devioc call failed for ever) and calls
+    them through the Python client at once (the functions' channels are made again, not left to
+    libca's search back-off), and the C caput -c on the trigger still completes."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+
+    app = App()
+    ioc = run_model(Box, callbacks=app, ca_port=ca_port,
+                    restart=RestartPolicy(min_delay=0.1, max_delay=0.5, max_deaths=20, window=60.0))
+    old = ioc._process.pid
+    os.kill(old, signal.SIGKILL)
+    yield until(lambda: ioc._process.pid != old and ioc._ready and ioc._supervisor.restarts == 1,
+                what='softIoc to be restarted')
+
+    def listed():
+        try:
+            return caget(f'{ioc.device_name}:rpc:functions', None, '-S').strip() not in ('', '""')
+        except AssertionError:   # the C caget met the old IOC's circuit going down
+            return False
+
+    yield until(listed, 10, 'the list of functions on the new softIoc')
+    client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
+    assert sorted(client.functions) == ['add', 'echo', 'fail', 'hang', 'scale', 'wait']
+    result = yield client.echo('after restart', n=7)
+    assert result == {'tag': 'after restart', 'n': 7}
+    yield put_to_app(f'{ioc.device_name}:add:a', 4, ca_env)
+    yield put_to_app(f'{ioc.device_name}:add:call', 1, ca_env)
+    assert caget(f'{ioc.device_name}:add:return') == '6'
