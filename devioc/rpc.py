@@ -43,8 +43,9 @@ code. numpy arrays travel as ``{"__ndarray__": [...], "dtype": "float64", "shape
 Long calls: a function may return a Deferred or be a coroutine (``async def``); a plain function
 runs on the reactor thread, so a slow one should say ``threaded=True`` (it then runs in the
 reactor's thread pool). A call is cancelled after its timeout (the request's ``timeout``, else the
-declaration's) with ``TimeoutError``; an exception in it becomes the reply's error and never wedges
-the function.
+declaration's) with ``TimeoutError`` (a ``threaded=True`` call's thread cannot be stopped: the function
+answers ``BusyError`` until it has returned); an exception in it becomes the reply's error and never
+wedges the function.
 """
 from __future__ import annotations
 
@@ -319,6 +320,7 @@ class _Function:
         self.spec, self.method, self.hidden = spec, method, hidden
         self.pvs: dict[str, Any] = {}      # args by name, and 'status', 'message', 'return', 'reply'
         self.running: tuple[str, Any] | None = None   # (call id, Deferred)
+        self.thread: str | None = None   # id of the threaded call whose thread still runs (it cannot be stopped)
         self.replies: list[dict] = []
         self.calls = itertools.count(1)
 
@@ -526,9 +528,15 @@ class Server:
             self._finish(fn, call_id, None, BusyError(f'{fn.spec.name} is running call {fn.running[0]}; try again '
                                                       'when its status is not busy'), done)
             return
+        if fn.thread is not None:
+            self._finish(fn, call_id, None, BusyError(
+                f'{fn.spec.name}: the thread of call {fn.thread}, which timed out or was cancelled, still runs (a '
+                'thread cannot be stopped); try again when it has returned'), done)
+            return
         try:
             if fn.spec.threaded:
-                result = threads.deferToThread(fn.method, *bound.args, **bound.kwargs)
+                fn.thread = call_id   # until the method has returned in its thread
+                result = threads.deferToThread(self._in_thread, fn, call_id, bound)
             else:
                 result = fn.method(*bound.args, **bound.kwargs)
         except Exception as err:
@@ -544,10 +552,23 @@ class Server:
             return
         fn.running = (call_id, result)
         self._publish(fn, {'status': 1, 'message': ''})
-        result.addTimeout(timeout or fn.spec.timeout, self.reactor)
+        limit = timeout or fn.spec.timeout
+        result.addTimeout(limit, self.reactor)
         result.addCallbacks(lambda value: self._finish(fn, call_id, value, None, done),
-                            lambda failure: self._finish(fn, call_id, None, _error_of(failure, timeout
-                                                                                        or fn.spec.timeout), done))
+                            lambda failure: self._finish(fn, call_id, None,
+                                                         _error_of(failure, limit, fn.spec.threaded), done))
+
+    def _in_thread(self, fn: _Function, call_id: str, bound: inspect.BoundArguments) -> Any:
+        """A ``threaded=True`` call (in the thread pool): the function takes no other call until it returns,
+        even once its caller was answered with TimeoutError or CancelledError."""
+        def ended() -> None:
+            if fn.thread == call_id:
+                fn.thread = None
+
+        try:
+            return fn.method(*bound.args, **bound.kwargs)
+        finally:
+            self.reactor.callFromThread(ended)
 
     def _finish(self, fn: _Function, call_id: str | None, value: Any, error: BaseException | None,
                 done: concurrent.futures.Future) -> None:
@@ -679,14 +700,16 @@ def _history(fn: _Function, reply: dict) -> str:
         fn.replies.pop()
 
 
-def _error_of(failure: Any, timeout: float) -> BaseException:
+def _error_of(failure: Any, timeout: float, threaded: bool = False) -> BaseException:
     from twisted.internet import defer
 
     error = failure.value
+    running = ('; its thread runs on until the method returns (a thread cannot be stopped): until then the '
+               'function answers BusyError') if threaded else ''
     if isinstance(error, defer.TimeoutError):
-        return TimeoutError(f'the call did not finish within {timeout:g} s and was cancelled')
+        return TimeoutError(f'the call did not finish within {timeout:g} s and was cancelled{running}')
     if isinstance(error, defer.CancelledError):
-        return defer.CancelledError('the call was cancelled by a client')
+        return defer.CancelledError(f'the call was cancelled by a client{running}')
     return error
 
 

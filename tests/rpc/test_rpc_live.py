@@ -25,6 +25,8 @@ class App:
         self.waiting = []
         self.running = 0
         self.overlap = False
+        self.in_thread = 0
+        self.thread_overlap = False
 
     @models.function
     def add(self, a: float, b: float = 2.0) -> float:
@@ -54,6 +56,19 @@ class App:
     @models.function(timeout=1)
     def hang(self) -> None:
         return defer.Deferred()   # never fires: the timeout cancels it
+
+    @models.function(timeout=1, threaded=True)
+    def snooze(self, seconds: float) -> int:
+        """A blocking method in the thread pool; counts how many of its calls run at once."""
+        import time
+
+        self.in_thread += 1
+        self.thread_overlap = self.thread_overlap or self.in_thread > 1
+        try:
+            time.sleep(seconds)
+            return self.in_thread
+        finally:
+            self.in_thread -= 1
 
     @models.function(timeout=30)
     def wait(self) -> str:
@@ -423,9 +438,28 @@ def test_functions_are_served_again_after_softioc_is_killed_and_restarted(run_mo
 
     yield until(listed, 10, 'the list of functions on the new softIoc')
     client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
-    assert sorted(client.functions) == ['add', 'echo', 'fail', 'hang', 'scale', 'wait']
+    assert sorted(client.functions) == ['add', 'echo', 'fail', 'hang', 'scale', 'snooze', 'wait']
     result = yield client.echo('after restart', n=7)
     assert result == {'tag': 'after restart', 'n': 7}
     yield put_to_app(f'{ioc.device_name}:add:a', 4, ca_env)
     yield put_to_app(f'{ioc.device_name}:add:call', 1, ca_env)
     assert caget(f'{ioc.device_name}:add:return') == '6'
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_timed_out_threaded_call_keeps_the_function_busy_until_its_thread_returns(served):
+    """threaded=True, timeout=1: a 3 s call is answered with TimeoutError after 1 s, but its thread runs
+    on (a thread cannot be stopped); calls meanwhile get BusyError instead of running beside it, and
+    once it has returned the function takes calls again."""
+    ioc, app = served
+    client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
+    with pytest.raises(RPCError) as first:
+        yield client.snooze(3.0)
+    assert first.value.type_name == 'TimeoutError' and 'thread runs on' in first.value.message
+    with pytest.raises(RPCError) as second:
+        yield client.snooze(0.01)
+    assert second.value.type_name == 'BusyError' and 'still runs' in second.value.message
+    assert app.in_thread == 1
+    yield until(lambda: app.in_thread == 0, 10, 'the timed-out thread to return')
+    result = yield client.snooze(0.01)
+    assert result == 1 and not app.thread_overlap
