@@ -149,14 +149,21 @@ class Client:
             self._cancel(name, call_id)
             raise TimeoutError(f'{self.device}:{name}: no reply within {wait:g} s (call {call_id} may still be '
                                'queued or running; it was asked to cancel)')
-        for reply in json.loads(self._read(reply_name), object_hook=decode_hook):
+        text = self._read(reply_name)
+        try:   # empty when softIoc was restarted or stopped during the call
+            replies = json.loads(text, object_hook=decode_hook) if text.strip() else []
+        except ValueError:
+            raise RPCError('BadReply', f'{reply_name} holds no JSON list of replies ({text[:60]!r}): is a devioc app '
+                           f'serving {self.device}?') from None
+        for reply in replies if isinstance(replies, list) else []:
             if isinstance(reply, dict) and reply.get('id') == call_id:
                 if reply.get('ok'):
                     return reply.get('result')
                 error = reply.get('error') or {}
                 raise RPCError(str(error.get('type', 'Error')), str(error.get('message', '')))
-        raise RPCError('ReplyLost', f'the reply to call {call_id} of {name} left {reply_name} before it was read '
-                       '(so many calls ended meanwhile): declare @function(size=...) larger in the app')
+        raise RPCError('ReplyLost', f'no reply to call {call_id} of {name} in {reply_name} once its put completed: '
+                       'the app stopped (or softIoc lost its link to the app) during the call, or so many calls '
+                       'ended meanwhile that the reply left the history (then declare @function(size=...) larger)')
 
     def _cancel(self, name: str, call_id: str) -> None:
         from epics import ca

@@ -341,12 +341,19 @@ def test_shutting_down_during_a_call_stops_cleanly(run_model, ca_port, caplog):
     app = App()
     ioc = run_model(Box, callbacks=app, ca_port=ca_port)
     client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
-    client.call('wait', _timeout=2).addErrback(lambda failure: None)   # its put is dropped with softIoc
+    failures = []
+    client.call('wait', _timeout=2).addErrback(failures.append)   # its put is dropped with softIoc
     yield until(lambda: app.waiting, what='wait() to be called')
     ioc.shutdown()
     with caplog.at_level(logging.INFO, logger='devioc.rpc'):
         app.waiting[0].callback('late')
         assert 'ended after the model was shut down; not reported' in caplog.text
+    # the caller learns the call ended without a reply, and is not told only to enlarge the history
+    yield until(lambda: failures, 20, 'the caller to get an error')
+    error = failures[0].value
+    assert isinstance(error, (RPCError, TimeoutError, ConnectionError)), repr(error)
+    if isinstance(error, RPCError) and error.type_name == 'ReplyLost':
+        assert 'the app stopped' in error.message
 
 
 ASYNC_CLIENT = '''
