@@ -304,7 +304,8 @@ def coerce(argument: Argument, value: Any) -> Any:
         if kind == 'str' and isinstance(value, str):
             return value
         if kind == 'array' and not isinstance(value, (str, bytes, dict)):
-            return np.asarray(value, dtype=argument.dtype).ravel()
+            array = np.asarray(value, dtype=argument.dtype)   # its shape kept: a 2-D request stays 2-D
+            return array if array.ndim else array.ravel()
         if kind == 'json':
             return value
     except (TypeError, ValueError):

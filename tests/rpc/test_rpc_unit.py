@@ -113,6 +113,9 @@ def test_coerce_converts_what_is_safe_and_names_the_argument_otherwise():
     assert rpc.coerce(arg('n', 'int'), 4.0) == 4
     assert rpc.coerce(arg('f', 'bool'), 1) is True
     np.testing.assert_array_equal(rpc.coerce(arg('d', 'array'), [1, 2]), np.array([1.0, 2.0]))
+    image = rpc.coerce(arg('d', 'array'), np.arange(6).reshape(2, 3))   # not flattened behind the caller's back
+    assert image.shape == (2, 3) and image.dtype == np.float64
+    assert rpc.coerce(arg('d', 'array'), 5).shape == (1,)
     for argument, value in [(arg('n', 'int'), 4.5), (arg('a', 'float'), 'x'), (arg('s', 'str'), 3),
                             (arg('f', 'bool'), 2), (arg('n', 'int'), True), (arg('d', 'array'), 'abc')]:
         with pytest.raises(TypeError, match=f"argument '{argument.name}' must be {argument.kind}"):
