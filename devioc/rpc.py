@@ -576,8 +576,8 @@ class Server:
         """Write the reply, status, message and return value; then complete the client's put."""
         from twisted.internet import defer
 
-        if fn.running is not None and fn.running[0] == call_id:
-            fn.running = None
+        if fn.running is not None and fn.running[0] == call_id and not isinstance(error, BusyError):
+            fn.running = None   # (a busy answer to a request reusing the running call's id leaves it running)
         if self.stopped:  # the model was shut down during the call: its records and their clients are gone
             logger.info('%s(%s) ended after the model was shut down; not reported', fn.spec.name, call_id)
             return

@@ -470,3 +470,23 @@ def test_a_timed_out_threaded_call_keeps_the_function_busy_until_its_thread_retu
     yield until(lambda: app.in_thread == 0, 10, 'the timed-out thread to return')
     result = yield client.snooze(0.01)
     assert result == 1 and not app.thread_overlap
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_busy_call_with_the_running_call_s_id_leaves_the_running_call_alone(served, ca_env):
+    """While wait() runs from its trigger (id call-1), a JSON call that reuses the id call-1 gets
+    BusyError; the function still knows call-1 runs, so the next JSON call is busy too, and never
+    runs beside it (the BusyError's reply used to clear the running call)."""
+    ioc, app = served
+    dev = ioc.device_name
+    trigger = run([epics_tool('caput'), '-c', '-w', '30', f'{dev}:wait:call', '1'], ca_env)
+    yield until(lambda: app.waiting, what='wait() to be called from the trigger')
+    for call_id in ('call-1', 'fresh'):
+        request = json.dumps({'id': call_id})
+        yield put_to_app(f'{dev}:wait:rpc.VAL$', request, ca_env, '-S')
+        replies = json.loads(unescape(caget(f'{dev}:wait:reply', ca_env, '-S')))
+        assert replies[0]['id'] == call_id and replies[0]['error']['type'] == 'BusyError', replies[0]
+    assert len(app.waiting) == 1
+    app.waiting[0].callback('done')
+    [(code, out, err)] = yield finished([trigger])
+    assert code == 0, err
