@@ -255,6 +255,10 @@ def problems(model_class: type, callbacks: Any, device: str) -> list[Any]:
             if pv in names:
                 messages.append(CheckMessage(CHECK_ID, f'the model has a field named {pv!r}, a PV of function '
                                              f'{served}', 'rename the field or the function', where))
+            if pv == 'rpc:functions':
+                messages.append(CheckMessage(CHECK_ID, f'{device}:rpc:functions, a PV of function {served}, is '
+                                             'devioc\'s list of functions', 'rename the function or the argument',
+                                             where))
     if seen and 'rpc:functions' in names:
         messages.append(CheckMessage(CHECK_ID, 'the model has a field named \'rpc:functions\', devioc\'s list of '
                                      'functions', 'rename the field', owner))
@@ -352,18 +356,23 @@ class Server:
         from . import models
 
         attrs: dict[str, Any] = {}
-        for served, fn in self.functions.items():
+        #: attribute -> (served name, part): attributes by index, as served names may hold '__' themselves
+        self.parts: dict[str, tuple[str, str]] = {}
+        for index, (served, fn) in enumerate(self.functions.items()):
             spec = fn.spec
-            for arg in spec.arguments:
-                attrs[f'{served}__{arg.name}'] = _record(f'{served}:{arg.name}', arg.kind, spec.length, arg.default)
-            attrs[f'{served}__call'] = models.Integer(f'{served}:call', desc=f'call {served}'[:40],
-                                                      DTYP='Async Soft Channel', OUT=f'{fn.hidden}t CA')
-            attrs[f'{served}__cancel'] = models.String(f'{served}:cancel', max_length=39, desc='call id to cancel',
-                                                       DTYP='Async Soft Channel', OUT=f'{fn.hidden}c CA')
-            attrs[f'{served}__status'] = models.Enum(f'{served}:status', choices=list(STATES), default=0)
-            attrs[f'{served}__message'] = models.String(f'{served}:message', max_length=256)
-            attrs[f'{served}__return'] = _record(f'{served}:return', spec.returns, spec.length)
-            attrs[f'{served}__reply'] = models.String(f'{served}:reply', max_length=spec.size)
+            records = {arg.name: _record(f'{served}:{arg.name}', arg.kind, spec.length, arg.default)
+                       for arg in spec.arguments}
+            records['call'] = models.Integer(f'{served}:call', desc=f'call {served}'[:40],
+                                             DTYP='Async Soft Channel', OUT=f'{fn.hidden}t CA')
+            records['cancel'] = models.String(f'{served}:cancel', max_length=39, desc='call id to cancel',
+                                              DTYP='Async Soft Channel', OUT=f'{fn.hidden}c CA')
+            records['status'] = models.Enum(f'{served}:status', choices=list(STATES), default=0)
+            records['message'] = models.String(f'{served}:message', max_length=256)
+            records['return'] = _record(f'{served}:return', spec.returns, spec.length)
+            records['reply'] = models.String(f'{served}:reply', max_length=spec.size)
+            for part, record in records.items():
+                attrs[f'f{index}__{part}'] = record
+                self.parts[f'f{index}__{part}'] = (served, part)
         attrs['rpc__functions'] = models.String('rpc:functions', max_length=MAX_SIZE)
         return models.ModelType(f'{type(self.model).__name__}Functions', (models.Model,), attrs)
 
@@ -395,7 +404,7 @@ class Server:
         records = render.expand_model(self.record_class, self.model._device_name, self.model._macros)
         fields = self.record_class._fields
         for attname, (pv_name, _) in records.items():
-            served, _, part = attname.partition('__')
+            served, part = self.parts.get(attname, ('', ''))
             pv = PV(pv_name, fields[attname], self.model)
             pv.connect(reactor)
             if attname == 'rpc__functions':
