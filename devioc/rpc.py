@@ -72,6 +72,8 @@ MARK = '_devioc_function'
 OWN_NAMES = ('call', 'status', 'message', 'return', 'rpc', 'reply', 'cancel')
 STATES = ('idle', 'busy', 'done', 'error')
 DEFAULT_TIMEOUT = 60.0
+#: ids of queued calls cancelled before they ran, remembered per function
+CANCELLED_KEPT = 100
 #: bytes of the request (lso SIZV) and of the reply history (CHAR waveform NELM)
 DEFAULT_SIZE = 16384
 MAX_SIZE = 65535
@@ -325,6 +327,7 @@ class _Function:
         self.spec, self.method, self.hidden = spec, method, hidden
         self.pvs: dict[str, Any] = {}      # args by name, and 'status', 'message', 'return', 'reply'
         self.running: tuple[str, Any] | None = None   # (call id, Deferred)
+        self.cancelled: list[str] = []   # ids cancelled before their request came out of softIoc's queue
         self.thread: str | None = None   # id of the threaded call whose thread still runs (it cannot be stopped)
         self.replies: list[dict] = []
         self.calls = itertools.count(1)
@@ -467,6 +470,8 @@ class Server:
 
     def _request(self, fn: _Function, text: Any, done: concurrent.futures.Future) -> None:
         """A JSON request written to ``<fn>:rpc`` (reactor thread)."""
+        from twisted.internet import defer
+
         call_id = None
         try:
             if isinstance(text, (bytes, bytearray)):
@@ -485,6 +490,11 @@ class Server:
             bound = self._bind(fn, args, kwargs)
         except Exception as err:  # a bad request: the reply says why
             self._finish(fn, str(call_id) if call_id is not None else None, None, err, done)
+            return
+        if call_id is not None and str(call_id) in fn.cancelled:
+            fn.cancelled.remove(str(call_id))
+            self._finish(fn, str(call_id), None, defer.CancelledError(
+                'the call was cancelled by a client before it ran (it was queued behind another call)'), done)
             return
         self._run(fn, str(call_id) if call_id is not None else f'rpc-{next(fn.calls)}', bound, timeout, done)
 
@@ -516,6 +526,9 @@ class Server:
         if fn.running is not None and value in ('*', fn.running[0]):
             logger.info('%s: call %s cancelled by a client', fn.spec.name, fn.running[0])
             fn.running[1].cancel()
+        elif value and value != '*':   # a call still queued in softIoc (its client gave up): never run it
+            fn.cancelled.append(value)
+            del fn.cancelled[:-CANCELLED_KEPT]
         done.set_result(None)
 
     def _bind(self, fn: _Function, args: list, kwargs: dict) -> inspect.BoundArguments:

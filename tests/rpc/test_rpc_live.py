@@ -490,3 +490,26 @@ def test_a_busy_call_with_the_running_call_s_id_leaves_the_running_call_alone(se
     app.waiting[0].callback('done')
     [(code, out, err)] = yield finished([trigger])
     assert code == 0, err
+
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_queued_call_cancelled_by_id_never_runs(served, ca_env):
+    """Call q1 runs; call q2 (another client) waits in softIoc's queue behind it; a third client writes
+    q2 to :cancel. When q2's request comes out of the queue the app answers CancelledError instead of
+    running it for nobody (a robot mount after the operator gave up); q1 is not disturbed."""
+    ioc, app = served
+    dev = ioc.device_name
+    rpc = [epics_tool('caput'), '-c', '-w', '30', '-S', f'{dev}:wait:rpc.VAL$']
+    first = run(rpc + [json.dumps({'id': 'q1'})], ca_env)
+    yield until(lambda: app.waiting, what='q1 to run')
+    second = run(rpc + [json.dumps({'id': 'q2'})], ca_env)
+    yield task.deferLater(reactor, 1.0, lambda: None)   # q2's put is queued on the busy record by now
+    yield put_to_app(f'{dev}:wait:cancel', 'q2', ca_env)
+    app.waiting[0].callback('first')
+    results = yield finished([first, second])
+    assert all(code == 0 for code, _, _ in results), results
+    replies = {r['id']: r for r in json.loads(unescape(caget(f'{dev}:wait:reply', ca_env, '-S')))}
+    assert replies['q1'] == {'id': 'q1', 'ok': True, 'result': 'first'}
+    assert replies['q2']['error']['type'] == 'CancelledError' and 'before it ran' in replies['q2']['error']['message']
+    assert len(app.waiting) == 1
