@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import socket
 import threading
 from typing import Any, Awaitable, Callable
@@ -43,6 +44,25 @@ def free_port(host: str = '127.0.0.1') -> int:
                     continue
             return port
     raise AppServerError(f'no port free for both TCP and UDP on {host}')
+
+
+def peer_uid(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> int | None:
+    """The uid owning the loopback TCP socket ``peer`` (host, port) connected to ``server_port``.
+
+    Read from Linux's ``/proc/net/tcp`` (both ends of a loopback connection are listed there, each
+    with its owner's uid). None when it cannot be told (not Linux, the connection already gone).
+    """
+    try:
+        with open(table) as rows:
+            lines = rows.readlines()[1:]
+    except OSError:
+        return None
+    want_local, want_remote = f':{peer[1]:04X}', f':{server_port:04X}'
+    for line in lines:
+        cols = line.split()
+        if len(cols) > 7 and cols[1].endswith(want_local) and cols[2].endswith(want_remote):
+            return int(cols[7])
+    return None
 
 
 def _channel_classes() -> dict[str, type]:
@@ -156,6 +176,19 @@ class AppServer:
         class QuietContext(Context):
             async def broadcast_beacon_loop(self) -> None:
                 return  # only the model's softIoc searches these PVs, by address: no beacons on the network
+
+            async def tcp_handler(self, client: Any, addr: tuple) -> None:
+                # Only the model's softIoc (a child of this process: this user) may connect. The PV
+                # names are no secret (any client reads a record's OUT link) and the port is listed
+                # in /proc/net/tcp: another local user writing here would bypass softIoc's access
+                # security and call the app's handlers directly.
+                uid = peer_uid(addr, client.getsockname()[1]) if os.path.exists('/proc/net/tcp') else os.getuid()
+                if uid != os.getuid():
+                    logger.warning('the app\'s CA server refused a connection from %s:%s (uid %s, not this '
+                                   'process\'s): only the model\'s softIoc may write its link PVs', *addr[:2], uid)
+                    client.close()
+                    return
+                await super().tcp_handler(client, addr)
 
         classes = _channel_classes()
         pvdb = {}

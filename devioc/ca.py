@@ -33,14 +33,17 @@ _tls = _Attached()
 _lock = threading.Lock()
 #: the environment the context was made with (None until made; {} when pyepics made it before us)
 _made_with: dict[str, str] | None = None
+#: True once the context is complete: pyepics sets ``ca.libca`` before it has set up the library's
+#: argument types and the initial context, so another thread must not take ``libca`` as the sign
+_complete = False
 
 
 def attach() -> None:
     """Attach the process's CA context to the calling thread (once per thread; cheap after)."""
     if _tls.attached:
         return
-    if ca.libca is None:
-        make_context()
+    if not _complete:
+        make_context()  # under the lock: a thread making the context meanwhile is waited for
     context = ca.initial_context
     current = ca.libca.ca_current_context()
     if current and current != context:
@@ -60,11 +63,12 @@ def make_context(servers: list[str] | tuple[str, ...] = ()) -> bool:
     Args:
         servers: ``host:port`` entries added to EPICS_CA_ADDR_LIST for this context only.
     """
-    global _made_with
+    global _made_with, _complete
     with _lock:
         if ca.libca is not None:
             if _made_with is None:
                 _made_with = {}  # made by pyepics before any model: its environment is unknown
+            _complete = True
             return False
         saved = {key: os.environ.get(key) for key in ('EPICS_CA_ADDR_LIST',)}
         listed = (saved['EPICS_CA_ADDR_LIST'] or '').split()
@@ -89,6 +93,7 @@ def make_context(servers: list[str] | tuple[str, ...] = ()) -> bool:
                 else:
                     os.environ[key] = value
         _tls.attached = True
+        _complete = True
         return True
 
 

@@ -55,13 +55,13 @@ class Client:
     """
 
     def __init__(self, device: str, timeout: float = 5.0):
-        from epics import ca
+        from . import ca as context
 
         self.device = device
         self._connect_timeout = timeout
         self._channels: dict[str, Any] = {}
         self._lock = threading.Lock()
-        ca.use_initial_context()
+        context.attach()   # thread-safe, unlike pyepics' use_initial_context on a fresh libca
         text = self._read(f'{device}:rpc:functions')
         try:
             self.functions: dict[str, dict] = json.loads(text)
@@ -123,6 +123,8 @@ class Client:
         """
         from epics import ca
 
+        from . import ca as context
+
         if name not in self.functions:
             getattr(self, name)  # the AttributeError listing what is served
         spec = self.functions[name]
@@ -136,7 +138,7 @@ class Client:
         if data.size > spec.get('size', 16384):
             raise ValueError(f'the request to {name} takes {data.size} bytes, over its {spec.get("size")}: send '
                              'smaller arguments, or declare @function(size=...) larger in the app')
-        ca.use_initial_context()
+        context.attach()
         request_channel = self._channel(f'{self.device}:{name}:rpc.VAL$')
         reply_name = f'{self.device}:{name}:reply'
         self._channel(reply_name)
@@ -147,14 +149,21 @@ class Client:
             self._cancel(name, call_id)
             raise TimeoutError(f'{self.device}:{name}: no reply within {wait:g} s (call {call_id} may still be '
                                'queued or running; it was asked to cancel)')
-        for reply in json.loads(self._read(reply_name), object_hook=decode_hook):
+        text = self._read(reply_name)
+        try:   # empty when softIoc was restarted or stopped during the call
+            replies = json.loads(text, object_hook=decode_hook) if text.strip() else []
+        except ValueError:
+            raise RPCError('BadReply', f'{reply_name} holds no JSON list of replies ({text[:60]!r}): is a devioc app '
+                           f'serving {self.device}?') from None
+        for reply in replies if isinstance(replies, list) else []:
             if isinstance(reply, dict) and reply.get('id') == call_id:
                 if reply.get('ok'):
                     return reply.get('result')
                 error = reply.get('error') or {}
                 raise RPCError(str(error.get('type', 'Error')), str(error.get('message', '')))
-        raise RPCError('ReplyLost', f'the reply to call {call_id} of {name} left {reply_name} before it was read '
-                       '(so many calls ended meanwhile): declare @function(size=...) larger in the app')
+        raise RPCError('ReplyLost', f'no reply to call {call_id} of {name} in {reply_name} once its put completed: '
+                       'the app stopped (or softIoc lost its link to the app) during the call, or so many calls '
+                       'ended meanwhile that the reply left the history (then declare @function(size=...) larger)')
 
     def _cancel(self, name: str, call_id: str) -> None:
         from epics import ca
@@ -168,7 +177,9 @@ class Client:
         """Cancel function ``name``'s running call (any call by default; else the one with ``call_id``)."""
         from epics import ca
 
-        ca.use_initial_context()
+        from . import ca as context
+
+        context.attach()
         ca.put(self._channel(f'{self.device}:{name}:cancel'), call_id, wait=True, timeout=self._connect_timeout)
 
 

@@ -256,6 +256,9 @@ def start_again(model: Any) -> None:
     blocking = getattr(model, '_blocking', None)
     if blocking is not None:   # the helper records' channels of blocking fields (devioc.blocking)
         pvs += [field.flag for field in blocking.fields.values() if field.flag is not None]
+    functions = getattr(model, '_rpc', None)   # devioc.rpc: its channels, and its list, written again
+    if functions is not None:
+        pvs += functions.channels()
     retired = reconnect(pvs)
     if supervisor is not None:   # the old channels are cleared once no put can be using them
         supervisor.retire(retired)
@@ -275,6 +278,8 @@ def start_again(model: Any) -> None:
         return
     if autosave is not None:   # its VAL hooks and its own channels to the extra fields, on the new IOC
         autosave.start(model._pvs)
+    if functions is not None:   # the new rpc:functions record is empty: clients read the list there
+        functions.publish(max(deadline - time.monotonic(), 1.0))
     logger.info('%s: softIoc (pid %s) up again in %.2f s', model._device_name, process.pid,
                 time.monotonic() - started)
 

@@ -43,8 +43,9 @@ code. numpy arrays travel as ``{"__ndarray__": [...], "dtype": "float64", "shape
 Long calls: a function may return a Deferred or be a coroutine (``async def``); a plain function
 runs on the reactor thread, so a slow one should say ``threaded=True`` (it then runs in the
 reactor's thread pool). A call is cancelled after its timeout (the request's ``timeout``, else the
-declaration's) with ``TimeoutError``; an exception in it becomes the reply's error and never wedges
-the function.
+declaration's) with ``TimeoutError`` (a ``threaded=True`` call's thread cannot be stopped: the function
+answers ``BusyError`` until it has returned); an exception in it becomes the reply's error and never
+wedges the function.
 """
 from __future__ import annotations
 
@@ -71,6 +72,8 @@ MARK = '_devioc_function'
 OWN_NAMES = ('call', 'status', 'message', 'return', 'rpc', 'reply', 'cancel')
 STATES = ('idle', 'busy', 'done', 'error')
 DEFAULT_TIMEOUT = 60.0
+#: ids of queued calls cancelled before they ran, remembered per function
+CANCELLED_KEPT = 100
 #: bytes of the request (lso SIZV) and of the reply history (CHAR waveform NELM)
 DEFAULT_SIZE = 16384
 MAX_SIZE = 65535
@@ -254,6 +257,10 @@ def problems(model_class: type, callbacks: Any, device: str) -> list[Any]:
             if pv in names:
                 messages.append(CheckMessage(CHECK_ID, f'the model has a field named {pv!r}, a PV of function '
                                              f'{served}', 'rename the field or the function', where))
+            if pv == 'rpc:functions':
+                messages.append(CheckMessage(CHECK_ID, f'{device}:rpc:functions, a PV of function {served}, is '
+                                             'devioc\'s list of functions', 'rename the function or the argument',
+                                             where))
     if seen and 'rpc:functions' in names:
         messages.append(CheckMessage(CHECK_ID, 'the model has a field named \'rpc:functions\', devioc\'s list of '
                                      'functions', 'rename the field', owner))
@@ -303,7 +310,8 @@ def coerce(argument: Argument, value: Any) -> Any:
         if kind == 'str' and isinstance(value, str):
             return value
         if kind == 'array' and not isinstance(value, (str, bytes, dict)):
-            return np.asarray(value, dtype=argument.dtype).ravel()
+            array = np.asarray(value, dtype=argument.dtype)   # its shape kept: a 2-D request stays 2-D
+            return array if array.ndim else array.ravel()
         if kind == 'json':
             return value
     except (TypeError, ValueError):
@@ -319,6 +327,8 @@ class _Function:
         self.spec, self.method, self.hidden = spec, method, hidden
         self.pvs: dict[str, Any] = {}      # args by name, and 'status', 'message', 'return', 'reply'
         self.running: tuple[str, Any] | None = None   # (call id, Deferred)
+        self.cancelled: list[str] = []   # ids cancelled before their request came out of softIoc's queue
+        self.thread: str | None = None   # id of the threaded call whose thread still runs (it cannot be stopped)
         self.replies: list[dict] = []
         self.calls = itertools.count(1)
 
@@ -349,18 +359,23 @@ class Server:
         from . import models
 
         attrs: dict[str, Any] = {}
-        for served, fn in self.functions.items():
+        #: attribute -> (served name, part): attributes by index, as served names may hold '__' themselves
+        self.parts: dict[str, tuple[str, str]] = {}
+        for index, (served, fn) in enumerate(self.functions.items()):
             spec = fn.spec
-            for arg in spec.arguments:
-                attrs[f'{served}__{arg.name}'] = _record(f'{served}:{arg.name}', arg.kind, spec.length, arg.default)
-            attrs[f'{served}__call'] = models.Integer(f'{served}:call', desc=f'call {served}'[:40],
-                                                      DTYP='Async Soft Channel', OUT=f'{fn.hidden}t CA')
-            attrs[f'{served}__cancel'] = models.String(f'{served}:cancel', max_length=39, desc='call id to cancel',
-                                                       DTYP='Async Soft Channel', OUT=f'{fn.hidden}c CA')
-            attrs[f'{served}__status'] = models.Enum(f'{served}:status', choices=list(STATES), default=0)
-            attrs[f'{served}__message'] = models.String(f'{served}:message', max_length=256)
-            attrs[f'{served}__return'] = _record(f'{served}:return', spec.returns, spec.length)
-            attrs[f'{served}__reply'] = models.String(f'{served}:reply', max_length=spec.size)
+            records = {arg.name: _record(f'{served}:{arg.name}', arg.kind, spec.length, arg.default)
+                       for arg in spec.arguments}
+            records['call'] = models.Integer(f'{served}:call', desc=f'call {served}'[:40],
+                                             DTYP='Async Soft Channel', OUT=f'{fn.hidden}t CA')
+            records['cancel'] = models.String(f'{served}:cancel', max_length=39, desc='call id to cancel',
+                                              DTYP='Async Soft Channel', OUT=f'{fn.hidden}c CA')
+            records['status'] = models.Enum(f'{served}:status', choices=list(STATES), default=0)
+            records['message'] = models.String(f'{served}:message', max_length=256)
+            records['return'] = _record(f'{served}:return', spec.returns, spec.length)
+            records['reply'] = models.String(f'{served}:reply', max_length=spec.size)
+            for part, record in records.items():
+                attrs[f'f{index}__{part}'] = record
+                self.parts[f'f{index}__{part}'] = (served, part)
         attrs['rpc__functions'] = models.String('rpc:functions', max_length=MAX_SIZE)
         return models.ModelType(f'{type(self.model).__name__}Functions', (models.Model,), attrs)
 
@@ -392,7 +407,7 @@ class Server:
         records = render.expand_model(self.record_class, self.model._device_name, self.model._macros)
         fields = self.record_class._fields
         for attname, (pv_name, _) in records.items():
-            served, _, part = attname.partition('__')
+            served, part = self.parts.get(attname, ('', ''))
             pv = PV(pv_name, fields[attname], self.model)
             pv.connect(reactor)
             if attname == 'rpc__functions':
@@ -418,11 +433,24 @@ class Server:
         for fn in self.functions.values():
             for arg in fn.spec.arguments:
                 fn.pvs[arg.name].subscribe()
+        self.publish(timeout)
+
+    def publish(self, timeout: float = 10.0) -> None:
+        """Write the list of functions to ``<device>:rpc:functions`` (at start, and after each restart of
+        softIoc, whose new record starts empty).
+
+        Raises:
+            RuntimeError: the list is over 65535 bytes.
+        """
         listing = json.dumps({served: fn.spec.describe() for served, fn in self.functions.items()})
         if len(listing.encode()) >= MAX_SIZE:
             raise RuntimeError(f'the list of functions takes {len(listing.encode())} bytes, over {MAX_SIZE}: '
                                'shorten their docstrings or serve fewer functions')
         self.listing.put(listing, wait=True, timeout=timeout)
+
+    def channels(self) -> list:
+        """The channels of the functions' records (:mod:`devioc.restart` makes them again after a restart)."""
+        return [self.listing] + [pv for fn in self.functions.values() for pv in fn.pvs.values()]
 
     def stop(self) -> None:
         """Stop the app server and drop the channels; calls still running end unreported."""
@@ -442,6 +470,8 @@ class Server:
 
     def _request(self, fn: _Function, text: Any, done: concurrent.futures.Future) -> None:
         """A JSON request written to ``<fn>:rpc`` (reactor thread)."""
+        from twisted.internet import defer
+
         call_id = None
         try:
             if isinstance(text, (bytes, bytearray)):
@@ -460,6 +490,11 @@ class Server:
             bound = self._bind(fn, args, kwargs)
         except Exception as err:  # a bad request: the reply says why
             self._finish(fn, str(call_id) if call_id is not None else None, None, err, done)
+            return
+        if call_id is not None and str(call_id) in fn.cancelled:
+            fn.cancelled.remove(str(call_id))
+            self._finish(fn, str(call_id), None, defer.CancelledError(
+                'the call was cancelled by a client before it ran (it was queued behind another call)'), done)
             return
         self._run(fn, str(call_id) if call_id is not None else f'rpc-{next(fn.calls)}', bound, timeout, done)
 
@@ -491,6 +526,9 @@ class Server:
         if fn.running is not None and value in ('*', fn.running[0]):
             logger.info('%s: call %s cancelled by a client', fn.spec.name, fn.running[0])
             fn.running[1].cancel()
+        elif value and value != '*':   # a call still queued in softIoc (its client gave up): never run it
+            fn.cancelled.append(value)
+            del fn.cancelled[:-CANCELLED_KEPT]
         done.set_result(None)
 
     def _bind(self, fn: _Function, args: list, kwargs: dict) -> inspect.BoundArguments:
@@ -513,9 +551,15 @@ class Server:
             self._finish(fn, call_id, None, BusyError(f'{fn.spec.name} is running call {fn.running[0]}; try again '
                                                       'when its status is not busy'), done)
             return
+        if fn.thread is not None:
+            self._finish(fn, call_id, None, BusyError(
+                f'{fn.spec.name}: the thread of call {fn.thread}, which timed out or was cancelled, still runs (a '
+                'thread cannot be stopped); try again when it has returned'), done)
+            return
         try:
             if fn.spec.threaded:
-                result = threads.deferToThread(fn.method, *bound.args, **bound.kwargs)
+                fn.thread = call_id   # until the method has returned in its thread
+                result = threads.deferToThread(self._in_thread, fn, call_id, bound)
             else:
                 result = fn.method(*bound.args, **bound.kwargs)
         except Exception as err:
@@ -531,18 +575,31 @@ class Server:
             return
         fn.running = (call_id, result)
         self._publish(fn, {'status': 1, 'message': ''})
-        result.addTimeout(timeout or fn.spec.timeout, self.reactor)
+        limit = timeout or fn.spec.timeout
+        result.addTimeout(limit, self.reactor)
         result.addCallbacks(lambda value: self._finish(fn, call_id, value, None, done),
-                            lambda failure: self._finish(fn, call_id, None, _error_of(failure, timeout
-                                                                                        or fn.spec.timeout), done))
+                            lambda failure: self._finish(fn, call_id, None,
+                                                         _error_of(failure, limit, fn.spec.threaded), done))
+
+    def _in_thread(self, fn: _Function, call_id: str, bound: inspect.BoundArguments) -> Any:
+        """A ``threaded=True`` call (in the thread pool): the function takes no other call until it returns,
+        even once its caller was answered with TimeoutError or CancelledError."""
+        def ended() -> None:
+            if fn.thread == call_id:
+                fn.thread = None
+
+        try:
+            return fn.method(*bound.args, **bound.kwargs)
+        finally:
+            self.reactor.callFromThread(ended)
 
     def _finish(self, fn: _Function, call_id: str | None, value: Any, error: BaseException | None,
                 done: concurrent.futures.Future) -> None:
         """Write the reply, status, message and return value; then complete the client's put."""
         from twisted.internet import defer
 
-        if fn.running is not None and fn.running[0] == call_id:
-            fn.running = None
+        if fn.running is not None and fn.running[0] == call_id and not isinstance(error, BusyError):
+            fn.running = None   # (a busy answer to a request reusing the running call's id leaves it running)
         if self.stopped:  # the model was shut down during the call: its records and their clients are gone
             logger.info('%s(%s) ended after the model was shut down; not reported', fn.spec.name, call_id)
             return
@@ -666,14 +723,16 @@ def _history(fn: _Function, reply: dict) -> str:
         fn.replies.pop()
 
 
-def _error_of(failure: Any, timeout: float) -> BaseException:
+def _error_of(failure: Any, timeout: float, threaded: bool = False) -> BaseException:
     from twisted.internet import defer
 
     error = failure.value
+    running = ('; its thread runs on until the method returns (a thread cannot be stopped): until then the '
+               'function answers BusyError') if threaded else ''
     if isinstance(error, defer.TimeoutError):
-        return TimeoutError(f'the call did not finish within {timeout:g} s and was cancelled')
+        return TimeoutError(f'the call did not finish within {timeout:g} s and was cancelled{running}')
     if isinstance(error, defer.CancelledError):
-        return defer.CancelledError('the call was cancelled by a client')
+        return defer.CancelledError(f'the call was cancelled by a client{running}')
     return error
 
 

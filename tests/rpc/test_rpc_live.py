@@ -25,6 +25,8 @@ class App:
         self.waiting = []
         self.running = 0
         self.overlap = False
+        self.in_thread = 0
+        self.thread_overlap = False
 
     @models.function
     def add(self, a: float, b: float = 2.0) -> float:
@@ -54,6 +56,19 @@ class App:
     @models.function(timeout=1)
     def hang(self) -> None:
         return defer.Deferred()   # never fires: the timeout cancels it
+
+    @models.function(timeout=1, threaded=True)
+    def snooze(self, seconds: float) -> int:
+        """A blocking method in the thread pool; counts how many of its calls run at once."""
+        import time
+
+        self.in_thread += 1
+        self.thread_overlap = self.thread_overlap or self.in_thread > 1
+        try:
+            time.sleep(seconds)
+            return self.in_thread
+        finally:
+            self.in_thread -= 1
 
     @models.function(timeout=30)
     def wait(self) -> str:
@@ -326,12 +341,19 @@ def test_shutting_down_during_a_call_stops_cleanly(run_model, ca_port, caplog):
     app = App()
     ioc = run_model(Box, callbacks=app, ca_port=ca_port)
     client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
-    client.call('wait', _timeout=2).addErrback(lambda failure: None)   # its put is dropped with softIoc
+    failures = []
+    client.call('wait', _timeout=2).addErrback(failures.append)   # its put is dropped with softIoc
     yield until(lambda: app.waiting, what='wait() to be called')
     ioc.shutdown()
     with caplog.at_level(logging.INFO, logger='devioc.rpc'):
         app.waiting[0].callback('late')
         assert 'ended after the model was shut down; not reported' in caplog.text
+    # the caller learns the call ended without a reply, and is not told only to enlarge the history
+    yield until(lambda: failures, 20, 'the caller to get an error')
+    error = failures[0].value
+    assert isinstance(error, (RPCError, TimeoutError, ConnectionError)), repr(error)
+    if isinstance(error, RPCError) and error.type_name == 'ReplyLost':
+        assert 'the app stopped' in error.message
 
 
 ASYNC_CLIENT = '''
@@ -358,3 +380,136 @@ def test_the_asyncio_client_awaits_calls(served, ca_env):
     [(code, out, err)] = yield finished([run([sys.executable, '-c', ASYNC_CLIENT, ioc.device_name], ca_env)])
     assert code == 0, err[-1500:]
     assert out.strip() == "[3.0, {'tag': 'async', 'n': 3}, 12.0, 'ValueError: async failure']"
+
+
+CLIENTS_MADE_IN_THREADS = '''
+import sys, threading
+from devioc.client import Client
+dev, count, errors = sys.argv[1], int(sys.argv[2]), []
+start = threading.Barrier(6)
+def calls(name):
+    try:
+        start.wait()
+        c = Client(dev)   # each thread its own client, all at once, in a process with no CA context yet
+        for i in range(count):
+            result = c.add(i, b=1)
+            assert result == i + 1, (name, i, result)
+    except Exception as err:
+        errors.append(repr(err))
+threads = [threading.Thread(target=calls, args=(f'th{k}',)) for k in range(6)]
+[t.start() for t in threads]
+[t.join() for t in threads]
+print(f'errors {errors}' if errors else f'ok {count}')
+'''
+
+
+@pytest.mark.parametrize('round', range(3))
+@pytest_twisted.inlineCallbacks
+def test_clients_made_at_once_in_threads_of_a_fresh_process(served, ca_env, round):
+    """Six threads of a new process each make a Client at the same moment (the first CA use of the
+    process): each gets its results. pyepics sets ``ca.libca`` before it has finished setting the
+    library up, so a thread attaching meanwhile used a half-made libca (ctypes ArgumentError,
+    'Thread is already attached to a client context', a segmentation fault)."""
+    ioc, app = served
+    procs = [run([sys.executable, '-c', CLIENTS_MADE_IN_THREADS, ioc.device_name, '3'], ca_env) for _ in range(2)]
+    results = yield finished(procs, timeout=120)
+    for code, out, err in results:
+        assert code == 0 and out.startswith('ok'), (code, out, err[-1500:])
+
+
+@pytest.mark.parametrize('round', range(2))
+@pytest_twisted.inlineCallbacks
+def test_functions_are_served_again_after_softioc_is_killed_and_restarted(run_model, ca_port, ca_env, round):
+    """restart=True, kill -9 of softIoc: once it is back, a new client finds the list of functions
+    (the new rpc:functions record started empty: Client() and devioc call failed for ever) and calls
+    them through the Python client at once (the functions' channels are made again, not left to
+    libca's search back-off), and the C caput -c on the trigger still completes."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+
+    app = App()
+    ioc = run_model(Box, callbacks=app, ca_port=ca_port,
+                    restart=RestartPolicy(min_delay=0.1, max_delay=0.5, max_deaths=20, window=60.0))
+    old = ioc._process.pid
+    os.kill(old, signal.SIGKILL)
+    yield until(lambda: ioc._process.pid != old and ioc._ready and ioc._supervisor.restarts == 1,
+                what='softIoc to be restarted')
+
+    def listed():
+        try:
+            return caget(f'{ioc.device_name}:rpc:functions', None, '-S').strip() not in ('', '""')
+        except AssertionError:   # the C caget met the old IOC's circuit going down
+            return False
+
+    yield until(listed, 10, 'the list of functions on the new softIoc')
+    client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
+    assert sorted(client.functions) == ['add', 'echo', 'fail', 'hang', 'scale', 'snooze', 'wait']
+    result = yield client.echo('after restart', n=7)
+    assert result == {'tag': 'after restart', 'n': 7}
+    yield put_to_app(f'{ioc.device_name}:add:a', 4, ca_env)
+    yield put_to_app(f'{ioc.device_name}:add:call', 1, ca_env)
+    assert caget(f'{ioc.device_name}:add:return') == '6'
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_timed_out_threaded_call_keeps_the_function_busy_until_its_thread_returns(served):
+    """threaded=True, timeout=1: a 3 s call is answered with TimeoutError after 1 s, but its thread runs
+    on (a thread cannot be stopped); calls meanwhile get BusyError instead of running beside it, and
+    once it has returned the function takes calls again."""
+    ioc, app = served
+    client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
+    with pytest.raises(RPCError) as first:
+        yield client.snooze(3.0)
+    assert first.value.type_name == 'TimeoutError' and 'thread runs on' in first.value.message
+    with pytest.raises(RPCError) as second:
+        yield client.snooze(0.01)
+    assert second.value.type_name == 'BusyError' and 'still runs' in second.value.message
+    assert app.in_thread == 1
+    yield until(lambda: app.in_thread == 0, 10, 'the timed-out thread to return')
+    result = yield client.snooze(0.01)
+    assert result == 1 and not app.thread_overlap
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_busy_call_with_the_running_call_s_id_leaves_the_running_call_alone(served, ca_env):
+    """While wait() runs from its trigger (id call-1), a JSON call that reuses the id call-1 gets
+    BusyError; the function still knows call-1 runs, so the next JSON call is busy too, and never
+    runs beside it (the BusyError's reply used to clear the running call)."""
+    ioc, app = served
+    dev = ioc.device_name
+    trigger = run([epics_tool('caput'), '-c', '-w', '30', f'{dev}:wait:call', '1'], ca_env)
+    yield until(lambda: app.waiting, what='wait() to be called from the trigger')
+    for call_id in ('call-1', 'fresh'):
+        request = json.dumps({'id': call_id})
+        yield put_to_app(f'{dev}:wait:rpc.VAL$', request, ca_env, '-S')
+        replies = json.loads(unescape(caget(f'{dev}:wait:reply', ca_env, '-S')))
+        assert replies[0]['id'] == call_id and replies[0]['error']['type'] == 'BusyError', replies[0]
+    assert len(app.waiting) == 1
+    app.waiting[0].callback('done')
+    [(code, out, err)] = yield finished([trigger])
+    assert code == 0, err
+
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_queued_call_cancelled_by_id_never_runs(served, ca_env):
+    """Call q1 runs; call q2 (another client) waits in softIoc's queue behind it; a third client writes
+    q2 to :cancel. When q2's request comes out of the queue the app answers CancelledError instead of
+    running it for nobody (a robot mount after the operator gave up); q1 is not disturbed."""
+    ioc, app = served
+    dev = ioc.device_name
+    rpc = [epics_tool('caput'), '-c', '-w', '30', '-S', f'{dev}:wait:rpc.VAL$']
+    first = run(rpc + [json.dumps({'id': 'q1'})], ca_env)
+    yield until(lambda: app.waiting, what='q1 to run')
+    second = run(rpc + [json.dumps({'id': 'q2'})], ca_env)
+    yield task.deferLater(reactor, 1.0, lambda: None)   # q2's put is queued on the busy record by now
+    yield put_to_app(f'{dev}:wait:cancel', 'q2', ca_env)
+    app.waiting[0].callback('first')
+    results = yield finished([first, second])
+    assert all(code == 0 for code, _, _ in results), results
+    replies = {r['id']: r for r in json.loads(unescape(caget(f'{dev}:wait:reply', ca_env, '-S')))}
+    assert replies['q1'] == {'id': 'q1', 'ok': True, 'result': 'first'}
+    assert replies['q2']['error']['type'] == 'CancelledError' and 'before it ran' in replies['q2']['error']['message']
+    assert len(app.waiting) == 1

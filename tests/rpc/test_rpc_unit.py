@@ -113,6 +113,9 @@ def test_coerce_converts_what_is_safe_and_names_the_argument_otherwise():
     assert rpc.coerce(arg('n', 'int'), 4.0) == 4
     assert rpc.coerce(arg('f', 'bool'), 1) is True
     np.testing.assert_array_equal(rpc.coerce(arg('d', 'array'), [1, 2]), np.array([1.0, 2.0]))
+    image = rpc.coerce(arg('d', 'array'), np.arange(6).reshape(2, 3))   # not flattened behind the caller's back
+    assert image.shape == (2, 3) and image.dtype == np.float64
+    assert rpc.coerce(arg('d', 'array'), 5).shape == (1,)
     for argument, value in [(arg('n', 'int'), 4.5), (arg('a', 'float'), 'x'), (arg('s', 'str'), 3),
                             (arg('f', 'bool'), 2), (arg('n', 'int'), True), (arg('d', 'array'), 'abc')]:
         with pytest.raises(TypeError, match=f"argument '{argument.name}' must be {argument.kind}"):
@@ -170,3 +173,43 @@ def test_cli_values_are_json_when_they_parse_and_text_otherwise():
 
     assert _call_value('3') == 3 and _call_value('1.5') == 1.5 and _call_value('[1, 2]') == [1, 2]
     assert _call_value('lA1') == 'lA1' and _call_value('"3"') == '3' and _call_value('true') is True
+
+
+def test_a_function_named_with_a_double_underscore_starts_and_is_served(device, ca_port):
+    """A served name holding '__' (go__home) used to crash the start with a bare KeyError('go'): the
+    records' attributes were split at the first '__'."""
+    from devioc.client import Client
+
+    class Home(models.Model):
+        level = models.Float('level')
+
+    class Robot:
+        @models.function
+        def go__home(self, speed: float = 1.0) -> str:
+            return f'home at {speed}'
+
+        @models.function
+        def go(self, home__speed: float = 2.0) -> float:
+            return home__speed
+
+    ioc = Home(device, callbacks=Robot(), ca_port=ca_port)
+    try:
+        assert sorted(ioc._rpc.functions) == ['go', 'go__home']
+        assert set(ioc._rpc.functions['go__home'].pvs) == {'speed', 'status', 'message', 'return', 'reply'}
+        assert set(ioc._rpc.functions['go'].pvs) == {'home__speed', 'status', 'message', 'return', 'reply'}
+        assert sorted(Client(device).functions) == ['go', 'go__home']
+    finally:
+        ioc.shutdown()
+
+
+def test_an_argument_that_would_be_the_list_of_functions_is_e028(device):
+    class Listed(models.Model):
+        level = models.Float('level')
+
+    class Bad:
+        @models.function
+        def rpc(self, functions: int = 1) -> int:
+            return functions
+
+    with pytest.raises(ModelError, match=r'rpc:functions, a PV of function rpc, is devioc\'s list of functions'):
+        Listed(device, callbacks=Bad())

@@ -1,0 +1,103 @@
+"""Another local user cannot call the app's functions around softIoc's access security: the app's
+own CA server (the target of the records' links) takes connections from this user's processes only."""
+import getpass
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import pytest_twisted
+from twisted.internet import reactor, task
+
+from devioc import models
+from devioc.appserver import peer_uid
+from devioc.testing import caget, epics_tool
+
+OTHER_UID = 65534
+
+
+def tool_as_other_user(name: str, tmp_root: Path) -> list[str]:
+    """The argv that runs EPICS tool ``name`` as uid/gid 65534 (skips the test when not root); from a
+    world-readable copy of its EPICS tree when that user cannot run it where it is. (A copy of
+    tests/access's helper: with --import-mode=importlib a test module cannot import a sibling.)"""
+    if os.geteuid() != 0:
+        pytest.skip('running a CA client as another user needs root (setpriv)')
+    setpriv = shutil.which('setpriv')
+    if setpriv is None:
+        pytest.skip('setpriv (util-linux) is not installed')
+    prefix = [setpriv, f'--reuid={OTHER_UID}', f'--regid={OTHER_UID}', '--clear-groups']
+    tool = epics_tool(name)
+    if subprocess.run([*prefix, tool, '-h'], capture_output=True, timeout=10).returncode != 0:
+        tree = Path(tool).parents[1]
+        copy = tmp_root / 'epics-usr'
+        if not copy.exists():
+            shutil.copytree(tree, copy, symlinks=True)
+            for path in [copy, *copy.rglob('*')]:
+                path.chmod(path.stat().st_mode | 0o055)
+            tmp_root.chmod(0o755)
+        tool = str(copy / 'bin' / name)
+    return [*prefix, tool]
+
+
+class Door(models.Model):
+    level = models.Float('level')
+
+
+class App:
+    def __init__(self):
+        self.opened = []
+
+    @models.function
+    def open(self, n: int = 1) -> str:
+        self.opened.append(n)
+        return f'open {n}'
+
+
+@pytest_twisted.inlineCallbacks
+def test_another_user_cannot_call_through_the_apps_own_server(run_model, ca_port, ca_env, tmp_path_factory):
+    """A site ACF lets only this user write: uid 65534's caput -c on :call is denied by softIoc, and
+    its put straight to the link's PV on the app's server (whose name any client reads in the :call
+    record's OUT field) is refused too; the function never runs. This user's call still works."""
+    root = tmp_path_factory.mktemp('other')
+    caput_other = tool_as_other_user('caput', root)
+    acf = root / 'site.acf'
+    acf.write_text(f'UAG(ME) {{ {getpass.getuser()} }}\nASG(DEFAULT) {{\n    RULE(1, READ)\n'
+                   '    RULE(1, WRITE) { UAG(ME) }\n}\nASG(DEVIOC_RO) { RULE(1, READ) }\n')
+    acf.chmod(0o644)
+    app = App()
+    ioc = run_model(Door, callbacks=app, ca_port=ca_port, acf=str(acf))
+    dev = ioc.device_name
+    other_env = {**ca_env, 'HOME': '/tmp', 'USER': 'nobody'}
+    denied = subprocess.run([*caput_other, '-c', '-w', '5', f'{dev}:open:call', '3'], env=other_env,
+                            capture_output=True, text=True, timeout=30)
+    assert 'Write access denied' in denied.stdout + denied.stderr
+    hidden = caget(f'{dev}:open:call.OUT', ca_env).split()[0]
+    assert hidden.startswith(f'{dev}:open:_rpc')
+    server_env = {**other_env, 'EPICS_CA_ADDR_LIST': ioc._rpc.server.address, 'EPICS_CA_AUTO_ADDR_LIST': 'NO'}
+    direct = subprocess.run([*caput_other, '-w', '3', hidden, '4'], env=server_env, capture_output=True, text=True,
+                            timeout=30)
+    assert direct.returncode != 0, direct.stdout
+    yield task.deferLater(reactor, 0.5, lambda: None)
+    assert app.opened == []
+    mine = subprocess.Popen([epics_tool('caput'), '-c', '-w', '10', f'{dev}:open:call', '5'], env=ca_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(500):
+        if mine.poll() is not None:
+            break
+        yield task.deferLater(reactor, 0.02, lambda: None)
+    assert mine.wait(5) == 0, mine.stderr.read()
+    assert app.opened == [1]   # :call uses the argument record's value (its default), not the trigger's
+
+
+def test_peer_uid_reads_the_owner_of_the_peer_socket(tmp_path):
+    """Both ends of a loopback connection are rows of /proc/net/tcp; the peer's row gives its uid."""
+    table = tmp_path / 'tcp'
+    table.write_text(
+        '  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n'
+        '   0: 0100007F:83A5 0100007F:8EC2 01 00000000:00000000 00:00000000 00000000     0        0 1 1\n'
+        '   1: 0100007F:8EC2 0100007F:83A5 01 00000000:00000000 00:00000000 00000000 65534        0 2 1\n')
+    assert peer_uid(('127.0.0.1', 0x8EC2), 0x83A5, str(table)) == 65534
+    assert peer_uid(('127.0.0.1', 0x83A5), 0x8EC2, str(table)) == 0
+    assert peer_uid(('127.0.0.1', 1234), 0x83A5, str(table)) is None
+    assert peer_uid(('127.0.0.1', 1234), 0x83A5, str(tmp_path / 'missing')) is None
