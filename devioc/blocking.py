@@ -17,6 +17,11 @@ Rules (all follow from EPICS base's record processing):
   reprocessing (RPRO) and, when the held write completes, processes it once more with the latest
   value. Plain puts (no callback) made meanwhile are therefore coalesced: the handler sees the last
   one. Puts with callback are queued by softIoc (dbNotify) and each completes after its own turn.
+- A field that also has ``write_<field>`` (or only that) holds a client's write until it has
+  finished too: ``do_<field>`` runs first, then ``write_<field>``, each awaited. The app's own puts
+  never call ``write_<field>``. On a blocking field devioc tells a client's write from the app's by
+  the marks the app's puts leave (below), not by the hidden records of :mod:`devioc.writes`, which
+  would only see the write after it completed.
 - A handler that raises, or whose Deferred fails, completes the put anyway; the traceback is logged.
   The client's put still reports success: base's CA link put (``dbCaPutLinkCallback``) carries no
   status back to the record. The record shows it instead: Float, Integer, Toggle and String fields
@@ -105,6 +110,8 @@ class _Field:
         self.kind = BLOCKING_RECORD_TYPES[record.record]
         self.timeout = float(record.blocking_timeout or DEFAULT_TIMEOUT)
         self.handler: Callable | None = None
+        #: the field's write_<field> callback: called after the handler for a client's write, awaited too
+        self.writer: Callable | None = None
         self.pv: Any = None
         #: the helper record that puts this field's record in UDF alarm (None: the kind cannot show it)
         self.flag_name: str | None = None
@@ -136,23 +143,26 @@ class _Field:
 
     async def write(self, raw: Any) -> None:
         """A write through the record's link: call the handler on the reactor, and wait for it."""
-        handler = self.handler
         own = self._take_own()
-        if handler is None:
+        # the app's own put calls do_<field> only; a client's write calls do_ and then write_<field>
+        handlers = [(h, prefix) for h, prefix in ((self.handler, 'do_'), (None if own else self.writer, 'write_'))
+                    if h is not None]
+        if not handlers:
             return
         value = self.python_value(raw)
         from twisted.internet import reactor
 
         if own:
-            reactor.callFromThread(self._call, handler, value, None)
+            reactor.callFromThread(self._call_all, handlers, value, None)
             return
         done: concurrent.futures.Future = concurrent.futures.Future()
-        reactor.callFromThread(self._call, handler, value, done)
+        reactor.callFromThread(self._call_all, handlers, value, done)
         try:
             ok = await asyncio.wait_for(asyncio.shield(asyncio.wrap_future(done)), self.timeout)
         except asyncio.TimeoutError:
-            logger.error('%s: do_%s(%r) did not finish within blocking_timeout=%g s: the client\'s put is '
-                         'completed now, the handler goes on', self.pv_name, self.attname, value, self.timeout)
+            logger.error('%s: %s(%r) did not finish within blocking_timeout=%g s: the client\'s put is '
+                         'completed now, the handler goes on', self.pv_name,
+                         ' then '.join(prefix + self.attname for _, prefix in handlers), value, self.timeout)
             ok = False
         if not ok:
             await asyncio.get_running_loop().run_in_executor(None, self.raise_alarm)
@@ -167,8 +177,30 @@ class _Field:
         except Exception:  # not connected, model shutting down: the failure is logged already
             logger.exception('%s: could not set the alarm of the failed write', self.pv_name)
 
-    # -- the handler, on the reactor thread
-    def _call(self, handler: Callable, value: Any, done: concurrent.futures.Future | None) -> None:
+    # -- the handlers, on the reactor thread
+    def _call_all(self, handlers: list[tuple[Callable, str]], value: Any,
+                  done: concurrent.futures.Future | None) -> None:
+        """Call each handler in turn (the next once the last one finished); ``done`` gets True when
+        all of them succeeded, False when one failed (the others still run)."""
+        results: list[bool] = []
+
+        def step(index: int) -> None:
+            if index == len(handlers):
+                if done is not None and not done.done():
+                    try:
+                        done.set_result(all(results))
+                    except concurrent.futures.InvalidStateError:  # cancelled meanwhile (server stopping)
+                        pass
+                return
+            finished: concurrent.futures.Future = concurrent.futures.Future()
+            finished.add_done_callback(lambda f: (results.append(f.result()), step(index + 1)))
+            handler, prefix = handlers[index]
+            self._call(handler, value, finished, prefix)
+
+        step(0)
+
+    def _call(self, handler: Callable, value: Any, done: concurrent.futures.Future | None,
+              prefix: str = 'do_') -> None:
         from twisted.internet import defer
 
         def finish(_: Any = None, ok: bool = True) -> None:
@@ -179,15 +211,15 @@ class _Field:
                     pass
 
         def failed(failure: Any) -> None:
-            logger.error('%s: do_%s(%r) failed; the put is completed anyway:\n%s', self.pv_name, self.attname,
-                         value, failure.getTraceback())
+            logger.error('%s: %s%s(%r) failed; the put is completed anyway:\n%s', self.pv_name, prefix,
+                         self.attname, value, failure.getTraceback())
             finish(ok=False)
 
         try:
             result = handler(self.pv, value, self.model)
         except Exception:
-            logger.exception('%s: do_%s(%r) raised; the put is completed anyway', self.pv_name, self.attname,
-                             value)
+            logger.exception('%s: %s%s(%r) raised; the put is completed anyway', self.pv_name, prefix,
+                             self.attname, value)
             finish(ok=False)
             return
         if inspect.iscoroutine(result):
@@ -276,12 +308,14 @@ class Blocking:
         addresses = env.get('EPICS_CA_ADDR_LIST', '').split()
         env['EPICS_CA_ADDR_LIST'] = ' '.join(addresses + [self.server.address])
 
-    def bind(self, attname: str, pv: Any, callback: Callable | None) -> Callable | None:
-        """Give a blocking field's PV its handler; returns the monitor callback (initial value only)."""
+    def bind(self, attname: str, pv: Any, callback: Callable | None,
+             writer: Callable | None = None) -> Callable | None:
+        """Give a blocking field's PV its handler (``do_<field>``) and its ``write_<field>`` (``writer``,
+        called after it for a client's write); returns the monitor callback (initial value only)."""
         field = self.fields.get(attname)
         if field is None:
             return callback
-        field.pv, field.handler = pv, callback
+        field.pv, field.handler, field.writer = pv, callback, writer
         pv._blocking = field
         return _InitialOnly(callback) if callback is not None else None
 

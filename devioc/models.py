@@ -239,8 +239,14 @@ class Model(metaclass=ModelType):
         # -- end devioc.app
         # write_<field> callbacks (devioc.writes): hidden records beside those fields
         from . import writes
+        def write_for(att: str) -> Any:
+            return writes.write_callback_for(self._callbacks, att, self._fields) or \
+                groups.callback_for(type(self), att, 'write_')
+        # a blocking field's write_ is called by devioc.blocking while the client's put is held
+        held = blocking.blocking_fields(type(self))
+        self._blocking_writers = {att: write_for(att) for att in held}
         self._write_plans, self._extra_records = writes.plan(type(self), self._callbacks, records, lambda att: (
-            writes.write_callback_for(self._callbacks, att, self._fields) or groups.callback_for(type(self), att, 'write_')))
+            None if att in held else write_for(att)))
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -288,7 +294,7 @@ class Model(metaclass=ModelType):
             pv = PV(pv_name, self._fields[attname], self, callback)
             writes.attach(pv, self._write_plans.get(attname))
             if self._blocking is not None:  # devioc.blocking: its writes call the handler, not its monitor
-                pv.callback = self._blocking.bind(attname, pv, callback)
+                pv.callback = self._blocking.bind(attname, pv, callback, self._blocking_writers.get(attname))
             self._pvs[attname] = pv
             setattr(self, attname, pv)
             if callback is not None:
