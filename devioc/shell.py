@@ -183,8 +183,8 @@ def take_signals(reactor: Any) -> None:
     (:func:`devioc.models.interrupt_start`): a model waiting for its IOC then stops softIoc and
     raises :class:`devioc.models.StartupInterrupted`, and serve() returns 0. Nothing is raised from
     the handler itself, which could land anywhere (inside an import, a lock, a finally block).
-    After start-up a stop signal stops the reactor (which installs its own SIGTERM/SIGINT handlers
-    when it runs; SIGHUP stays this one). Call it in the main thread before any other thread
+    After start-up a stop signal stops the reactor (once; a second one while the app stops is only
+    logged): the reactor's own SIGTERM handler is replaced by this one when it runs. Call it in the main thread before any other thread
     starts: threads inherit the mask.
     """
     import signal
@@ -205,6 +205,10 @@ def take_signals(reactor: Any) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop_signal)
+    # the reactor puts its own SIGTERM handler in place when it starts; a second SIGTERM while the app
+    # stops (a shell or `timeout` signalling the process and its group) then made it print a
+    # ReactorNotRunning traceback: keep this handler, which stops the reactor once, quietly
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, stop_signal)
 
 
 def stop_quietly_until_served() -> None:

@@ -92,6 +92,23 @@ def test_runs_until_sigterm_with_hooks_in_order(start, device, ca_env, how):
     assert order == sorted(order), text
 
 
+@pytest.mark.parametrize('second', [signal.SIGTERM, signal.SIGINT])
+def test_a_second_stop_signal_while_stopping_is_quiet(start, device, ca_env, second):
+    """SIGTERM, then another stop signal while on_stop is still running (as `timeout`, a shell or an
+    impatient Ctrl-C send them): one clean stop, status 0, and no traceback (Twisted's own SIGTERM
+    handler raised ReactorNotRunning "while calling from thread" on the second)."""
+    proc = start('siteapp_mod.py', '--device', device, '--site', 'hutch')
+    wait_for(lambda: proc.poll() is not None or answers(f'{device}:count', ca_env), timeout=30, what='the IOC')
+    wait_for(lambda: int(caget(f'{device}:count', ca_env)) >= 2, timeout=10, what='the app to serve')
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(second)
+    out, _ = proc.communicate(timeout=20)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert 'Traceback' not in text and 'ReactorNotRunning' not in text, text
+    assert text.count('on_stop ran') == 1 and text.count('app shutdown') == 1, text
+
+
 def test_a_bare_model_runs_and_stops_on_sigint(start, device, ca_env):
     proc = start('-m', 'devioc', 'run', 'siteapp_mod:Site', '-d', device, '--macro', 'site=bare')
     wait_for(lambda: proc.poll() is not None or answers(f'{device}:site', ca_env), timeout=30, what='the IOC')
