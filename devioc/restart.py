@@ -247,10 +247,16 @@ def reconnect(pvs: list[Any]) -> None:
     from .channels import ca_flush
 
     for pv in pvs:
+        # ioc.<field>.field(NAME) channels (devioc.field_access): kept, with the app's callbacks,
+        # and made again too (PV.disconnect would drop them and their callbacks)
+        fields = pv.__dict__.pop('_field_channels', None)
         callback, monitored, reactor = pv.callback, pv.monitored, pv._reactor
         pv.disconnect()
         pv.callback = callback
         pv.connect(reactor)
         if monitored:
             pv.subscribe()
+        if fields:
+            pv.__dict__['_field_channels'] = fields
+            reconnect([channel._pv for channel in fields.values() if channel._pv is not None])
     ca_flush()

@@ -214,10 +214,17 @@ class WriteLink:
     def __init__(self, public: PV, plan: WritePlan):
         self.twin = PV(plan.app_name, public.record, public.model)
         self.watch = WriteWatch(public, plan)
+        self.callback = plan.callback
 
     def connect(self, reactor: Any) -> None:
-        """Create both channels and subscribe to the detector (libca queues it until connected)."""
+        """Create both channels and subscribe to the detector (libca queues it until connected).
+
+        Also after a :meth:`disconnect` (devioc.restart makes a restarted softIoc's channels again):
+        the detector gets its callback back and drops the new IOC's first value, as at the first start.
+        """
         self.twin.connect(reactor)
+        self.watch.callback = self.callback   # PV.disconnect drops it
+        self.watch._seen_first = False        # else the new first value never marks it connected
         self.watch.connect(reactor)
         self.watch.subscribe()
 
