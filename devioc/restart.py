@@ -221,6 +221,9 @@ def start_again(model: Any) -> None:
     model._wait(lambda: process.synced.wait(0.05), deadline,
                 lambda: f'softIoc did not finish iocInit within {limit:.1f} s')
     pvs = list(model._pvs.values()) + (list(health.pvs.values()) if health is not None else [])
+    blocking = getattr(model, '_blocking', None)   # devioc.blocking: the helpers that flag a failed write
+    if blocking is not None:
+        pvs += [field.flag for field in blocking.fields.values() if field.flag is not None]
     reconnect(pvs)
 
     def all_connected() -> bool:

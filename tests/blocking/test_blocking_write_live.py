@@ -111,3 +111,41 @@ def test_write_callbacks_of_blocking_fields_hold_the_clients_put(run_model, ca_p
     caput(f'{device}:only', 3, ca_env)   # a plain caput still reaches write_only
     yield until(lambda: ('write_only', 3.0) in app.calls, what='write_only(3.0) of a plain caput')
     app.release()
+
+
+class Failing(models.Model):
+    level = models.Float('level', blocking=True)
+
+
+class FailingApp:
+    def __init__(self):
+        self.restarts = []
+
+    def do_level(self, pv, value, ioc):
+        if value == 13:
+            raise RuntimeError('unlucky')
+
+    def on_ioc_restart(self, ioc):
+        self.restarts.append(ioc._process.pid)
+
+
+@pytest_twisted.inlineCallbacks
+def test_a_failed_write_right_after_a_restart_still_raises_the_alarm(run_model, ca_port, ca_env):
+    """restart=True: the helper record that puts a failed write in UDF alarm is reached on the new
+    softIoc at once (its channel was left to libca's backed-off search: ~7 s without the alarm)."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+    from devioc.testing import caget
+
+    app = FailingApp()
+    ioc = run_model(Failing, callbacks=app, ca_port=ca_port,
+                    restart=RestartPolicy(min_delay=0.1, max_delay=0.5, max_deaths=20, window=60.0))
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    yield until(lambda: app.restarts and ioc._ready, what='the restart')
+    client = start_caput(f'{ioc.device_name}:level', 13, ca_env)
+    yield until(lambda: client.poll() is not None, what='caput -c to return')
+    assert client.returncode == 0, client.stderr.read()
+    assert caget(f'{ioc.device_name}:level.STAT', ca_env) == 'UDF'
+    assert caget(f'{ioc.device_name}:level.SEVR', ca_env) == 'INVALID'
