@@ -281,6 +281,13 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         from twisted.internet import reactor
     take_signals(reactor)
     _signals.update(starting=True, received=None)
+    from . import models as _models
+    before = set(_models._running)
+
+    def stop_made() -> None:
+        for made in list(_models._running):
+            if made not in before:
+                made.shutdown()
     try:
         try:
             app = app_factory()
@@ -294,9 +301,11 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         logger.info('%s during start-up: stopped', _signal_name(stop.signum))
         return 0
     except ModelError as err:
+        stop_made()   # models the app made before the failing one (at exit, libca would be gone)
         logger.error('the model has errors:\n%s', err)
         return 1
     except Exception as err:   # IOCStartError, SoftIocNotFound, DeviceBusy, the app's own failures
+        stop_made()   # a model the app made before it failed is stopped now, while libca is alive
         logger.error('the IOC did not start: %s', err, exc_info=verbose)
         code = getattr(err, 'returncode', None)
         if code is None:

@@ -140,6 +140,34 @@ def test_failures_exit_with_their_status_and_say_why(start, args, status, messag
     assert message in out.decode()
 
 
+LATE_FAILURE = textwrap.dedent('''
+    from devioc import models
+
+
+    class Late(models.Model):
+        x = models.Integer('x')
+
+
+    class LateApp:
+        def __init__(self, device, macros=None):
+            self.ioc = Late(device, callbacks=self)
+            raise RuntimeError('hardware missing')
+''')
+
+
+def test_an_app_that_fails_after_making_its_model_stops_it_cleanly(start, app_dir, device):
+    """The app's __init__ raises once its model runs: status 1 with the reason, the model is shut down
+    by serve() (it was left to the atexit hook, which ran after libca was finalized and printed
+    "Exception ignored in atexit callback" with an AttributeError traceback)."""
+    (app_dir / 'late_mod.py').write_text(LATE_FAILURE)
+    proc = start('-m', 'devioc', 'run', 'late_mod:LateApp', '-d', device)
+    out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert 'the IOC did not start: hardware missing' in text, text
+    assert 'Traceback' not in text and 'Exception ignored' not in text, text
+
+
 def test_the_readme_runner_example_runs(tmp_path, ca_env, device):
     """The README's devioc.run example, as written (its sensor read stubbed), lists its PVs and serves."""
     from pathlib import Path
