@@ -340,3 +340,28 @@ def test_devioc_check_refuses_a_field_that_clashes_with_a_health_record(tmp_path
     assert result.exit_code == 1 and 'devioc.E025' in result.output, result.output
     result = CliRunner().invoke(cli.main, ['check', 'clashing:Quiet', '--device', 'DEV'])
     assert result.exit_code == 0 and 'no problems found' in result.output, result.output
+
+
+def test_health_records_wait_ends_with_the_ioc_that_died(ca_env):
+    """softIoc killed while the health records connect (seen: tests/cli kill -9 right after the IOC
+    answered): connect() ends as the model's own wait does, with softIoc's return code (app.server
+    then exits 128+N), not after the whole deadline with a plain 'did not connect' (exit status 1)."""
+    import threading
+
+    from twisted.internet import reactor
+
+    from devioc.models import Model
+    from devioc.softioc import IOCStartError
+
+    model, health, _ = fake_health()
+    model._process = type('P', (), {'load_failed': False, 'exited': threading.Event(), 'returncode': -9})()
+    model._process.exited.set()
+    model._start_failure = lambda text: text
+    model._wait = lambda done, deadline, failure: Model._wait(model, done, deadline, failure)
+    health.device = health.device + 'NOSUCH'
+    health.names = {suffix: f'{name}NOSUCH' for suffix, name in health.names.items()}   # never connect
+    with pytest.raises(IOCStartError) as err:
+        health.connect(reactor, time.monotonic() + 30)
+    assert err.value.returncode == -9
+    for pv in health.pvs.values():
+        pv.disconnect()
