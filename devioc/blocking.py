@@ -17,6 +17,11 @@ Rules (all follow from EPICS base's record processing):
   reprocessing (RPRO) and, when the held write completes, processes it once more with the latest
   value. Plain puts (no callback) made meanwhile are therefore coalesced: the handler sees the last
   one. Puts with callback are queued by softIoc (dbNotify) and each completes after its own turn.
+- A field that also has ``write_<field>`` (or only that) holds a client's write until it has
+  finished too: ``do_<field>`` runs first, then ``write_<field>``, each awaited. The app's own puts
+  never call ``write_<field>``. On a blocking field devioc tells a client's write from the app's by
+  the marks the app's puts leave (below), not by the hidden records of :mod:`devioc.writes`, which
+  would only see the write after it completed.
 - A handler that raises, or whose Deferred fails, completes the put anyway; the traceback is logged.
   The client's put still reports success: base's CA link put (``dbCaPutLinkCallback``) carries no
   status back to the record. The record shows it instead: Float, Integer, Toggle and String fields

@@ -734,12 +734,12 @@ class PV:
         except Exception:  # libca already finalized at interpreter exit
             pass
         subscription = self._subscription
-        for clear, handle in ((ca.libca.ca_clear_subscription, self._alarm_subscription),
-                              (ca.libca.ca_clear_subscription, subscription and subscription[1]),
-                              (ca.libca.ca_clear_channel, self._chid)):
+        for clear, handle in (('ca_clear_subscription', self._alarm_subscription),
+                              ('ca_clear_subscription', subscription and subscription[1]),
+                              ('ca_clear_channel', self._chid)):
             if handle is not None:
-                try:
-                    clear(handle)
+                try:   # at interpreter exit pyepics may have finalized libca (ca.libca is then a bare object)
+                    getattr(ca.libca, clear)(handle)
                 except Exception:  # the context may already be gone at interpreter exit
                     pass
         self._alarm_subscription = self._subscription = self._chid = None

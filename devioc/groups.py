@@ -48,7 +48,8 @@ class Group:
         **macros: macros for this group's records only (``$(max_value)`` in ``model``'s fields).
 
     Raises:
-        TypeError: ``model`` is not a model class, or ``prefix`` is not a string.
+        TypeError: ``model`` is not a model class, ``prefix`` is not a string, or a macro is given that
+            no record of ``model`` uses (a misspelt name).
         devioc.checks.ModelError: ``callbacks`` has a ``do_``/``write_`` method matching no field of
             ``model`` or with a wrong signature (devioc.E010/E011).
     """
@@ -63,6 +64,15 @@ class Group:
         self.prefix = prefix
         self.callbacks = callbacks
         self.macros = {key: str(value) for key, value in macros.items()}
+        if macros:   # a macro no record uses (a typo) would be dropped silently
+            from .runner import used_macros
+            used = used_macros([model])
+            unused = sorted(set(macros) - set(used))
+            if unused:
+                raise TypeError(f'Group({model.__name__}, {", ".join(f"{k}=..." for k in unused)}): keyword arguments '
+                                f'of Group are macros of its records, and no record of {model.__name__} uses '
+                                f'{", ".join(f"$({k})" for k in unused)}; {model.__name__} uses: '
+                                f'{", ".join(sorted(used)) or "no macros"}')
         self.attname = ''
         if callbacks is not None:
             from . import checks

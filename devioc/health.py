@@ -388,11 +388,23 @@ class Health:
             pv = self.pvs[suffix] = PV(self.names[suffix], record, self.model)
             pv.connect(reactor)
         ca_flush()
-        while not all(pv.connected for pv in self.pvs.values()):
-            if time.monotonic() > deadline:
-                missing = [pv.name for pv in self.pvs.values() if not pv.connected]
-                raise IOCStartError(f'{self.device}: the health records did not connect: {", ".join(missing)}')
+
+        def connected() -> bool:
+            if all(pv.connected for pv in self.pvs.values()):
+                return True
             time.sleep(0.005)
+            return False
+
+        def missing() -> str:
+            return f'the health records did not connect: {", ".join(pv.name for pv in self.pvs.values() if not pv.connected)}'
+
+        wait = getattr(self.model, '_wait', None)
+        if wait is not None:   # as the model's own records: a softIoc that dies meanwhile, or a stop signal, ends it now
+            wait(connected, deadline, missing)
+        else:
+            while not connected():
+                if time.monotonic() > deadline:
+                    raise IOCStartError(f'{self.device}: {missing()}')
         self._sent = dict(self._rendered)
 
     def start(self, reactor: Any = None) -> None:

@@ -183,8 +183,8 @@ def take_signals(reactor: Any) -> None:
     (:func:`devioc.models.interrupt_start`): a model waiting for its IOC then stops softIoc and
     raises :class:`devioc.models.StartupInterrupted`, and serve() returns 0. Nothing is raised from
     the handler itself, which could land anywhere (inside an import, a lock, a finally block).
-    After start-up a stop signal stops the reactor (which installs its own SIGTERM/SIGINT handlers
-    when it runs; SIGHUP stays this one). Call it in the main thread before any other thread
+    After start-up a stop signal stops the reactor (once; a second one while the app stops is only
+    logged): the reactor's own SIGTERM handler is replaced by this one when it runs. Call it in the main thread before any other thread
     starts: threads inherit the mask.
     """
     import signal
@@ -205,6 +205,10 @@ def take_signals(reactor: Any) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(sig, stop_signal)
+    # the reactor puts its own SIGTERM handler in place when it starts; a second SIGTERM while the app
+    # stops (a shell or `timeout` signalling the process and its group) then made it print a
+    # ReactorNotRunning traceback: keep this handler, which stops the reactor once, quietly
+    reactor.callWhenRunning(signal.signal, signal.SIGTERM, stop_signal)
 
 
 def stop_quietly_until_served() -> None:
@@ -277,6 +281,13 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         from twisted.internet import reactor
     take_signals(reactor)
     _signals.update(starting=True, received=None)
+    from . import models as _models
+    before = set(_models._running)
+
+    def stop_made() -> None:
+        for made in list(_models._running):
+            if made not in before:
+                made.shutdown()
     try:
         try:
             app = app_factory()
@@ -290,9 +301,11 @@ def serve(app_factory: Callable[[], Any], reactor: Any = None, model_attr: str =
         logger.info('%s during start-up: stopped', _signal_name(stop.signum))
         return 0
     except ModelError as err:
+        stop_made()   # models the app made before the failing one (at exit, libca would be gone)
         logger.error('the model has errors:\n%s', err)
         return 1
     except Exception as err:   # IOCStartError, SoftIocNotFound, DeviceBusy, the app's own failures
+        stop_made()   # a model the app made before it failed is stopped now, while libca is alive
         logger.error('the IOC did not start: %s', err, exc_info=verbose)
         code = getattr(err, 'returncode', None)
         if code is None:

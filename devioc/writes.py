@@ -241,7 +241,7 @@ class WriteLink:
 
         Also after :meth:`disconnect` (a restarted softIoc): the detector gets its write_<field> back.
         """
-        self.watch.callback = self.callback
+        self.watch.callback = self.callback   # PV.disconnect drops it
         self.twin.connect(reactor)
         self.watch.connect(reactor)
         self.watch.subscribe()

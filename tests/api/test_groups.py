@@ -128,6 +128,24 @@ def test_bad_group_arguments_are_clear_errors():
         models.Group(Axis, prefix='Z:', callbacks=Wrong())
 
 
+def test_a_group_macro_no_record_uses_is_refused():
+    """A keyword argument of Group is a macro of the group's records: one that none of them uses (a
+    typo, limt=10 for $(limit)) would be dropped silently, so it is a TypeError naming the macros."""
+    with pytest.raises(TypeError, match=r"limt.*Axis uses: limit, units"):
+        models.Group(Axis, prefix='Z:', limt=10, units='mm')
+
+    class Defaulted(models.Model):
+        sp = models.Float('SP', max_val='$(limit=5)')
+
+    with pytest.raises(TypeError, match=r"limt.*Defaulted uses: limit"):
+        models.Group(Defaulted, prefix='Z:', limt=10)
+
+    class Outer(models.Model):       # a macro of a nested group's records counts as used
+        a = models.Group(Defaulted, prefix='A:')
+
+    assert models.Group(Outer, prefix='O:', limit=3).records()['a_sp'].fields['DRVH'] == '3'
+
+
 class _FakeModel:
     """Stands for a running model: attributes named as its fields."""
 

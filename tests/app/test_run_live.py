@@ -92,6 +92,23 @@ def test_runs_until_sigterm_with_hooks_in_order(start, device, ca_env, how):
     assert order == sorted(order), text
 
 
+@pytest.mark.parametrize('second', [signal.SIGTERM, signal.SIGINT])
+def test_a_second_stop_signal_while_stopping_is_quiet(start, device, ca_env, second):
+    """SIGTERM, then another stop signal while on_stop is still running (as `timeout`, a shell or an
+    impatient Ctrl-C send them): one clean stop, status 0, and no traceback (Twisted's own SIGTERM
+    handler raised ReactorNotRunning "while calling from thread" on the second)."""
+    proc = start('siteapp_mod.py', '--device', device, '--site', 'hutch')
+    wait_for(lambda: proc.poll() is not None or answers(f'{device}:count', ca_env), timeout=30, what='the IOC')
+    wait_for(lambda: int(caget(f'{device}:count', ca_env)) >= 2, timeout=10, what='the app to serve')
+    proc.send_signal(signal.SIGTERM)
+    proc.send_signal(second)
+    out, _ = proc.communicate(timeout=20)
+    text = out.decode()
+    assert proc.returncode == 0, text
+    assert 'Traceback' not in text and 'ReactorNotRunning' not in text, text
+    assert text.count('on_stop ran') == 1 and text.count('app shutdown') == 1, text
+
+
 def test_a_bare_model_runs_and_stops_on_sigint(start, device, ca_env):
     proc = start('-m', 'devioc', 'run', 'siteapp_mod:Site', '-d', device, '--macro', 'site=bare')
     wait_for(lambda: proc.poll() is not None or answers(f'{device}:site', ca_env), timeout=30, what='the IOC')
@@ -121,6 +138,34 @@ def test_failures_exit_with_their_status_and_say_why(start, args, status, messag
     out, _ = proc.communicate(timeout=30)
     assert proc.returncode == status, out.decode()
     assert message in out.decode()
+
+
+LATE_FAILURE = textwrap.dedent('''
+    from devioc import models
+
+
+    class Late(models.Model):
+        x = models.Integer('x')
+
+
+    class LateApp:
+        def __init__(self, device, macros=None):
+            self.ioc = Late(device, callbacks=self)
+            raise RuntimeError('hardware missing')
+''')
+
+
+def test_an_app_that_fails_after_making_its_model_stops_it_cleanly(start, app_dir, device):
+    """The app's __init__ raises once its model runs: status 1 with the reason, the model is shut down
+    by serve() (it was left to the atexit hook, which ran after libca was finalized and printed
+    "Exception ignored in atexit callback" with an AttributeError traceback)."""
+    (app_dir / 'late_mod.py').write_text(LATE_FAILURE)
+    proc = start('-m', 'devioc', 'run', 'late_mod:LateApp', '-d', device)
+    out, _ = proc.communicate(timeout=60)
+    text = out.decode()
+    assert proc.returncode == 1, text
+    assert 'the IOC did not start: hardware missing' in text, text
+    assert 'Traceback' not in text and 'Exception ignored' not in text, text
 
 
 def test_the_readme_runner_example_runs(tmp_path, ca_env, device):

@@ -362,3 +362,26 @@ def test_an_exception_whose_text_fails_is_still_counted_once_and_logged_once(cap
     assert errors.count == 20
     assert errors.last.startswith('do_x: _Unprintable: <') and 'no text' not in errors.last
     assert len([r for r in caplog.records if r.exc_info is not None]) == 1
+def test_health_records_wait_ends_with_the_ioc_that_died(ca_env):
+    """softIoc killed while the health records connect (seen: tests/cli kill -9 right after the IOC
+    answered): connect() ends as the model's own wait does, with softIoc's return code (app.server
+    then exits 128+N), not after the whole deadline with a plain 'did not connect' (exit status 1)."""
+    import threading
+
+    from twisted.internet import reactor
+
+    from devioc.models import Model
+    from devioc.softioc import IOCStartError
+
+    model, health, _ = fake_health()
+    model._process = type('P', (), {'load_failed': False, 'exited': threading.Event(), 'returncode': -9})()
+    model._process.exited.set()
+    model._start_failure = lambda text: text
+    model._wait = lambda done, deadline, failure: Model._wait(model, done, deadline, failure)
+    health.device = health.device + 'NOSUCH'
+    health.names = {suffix: f'{name}NOSUCH' for suffix, name in health.names.items()}   # never connect
+    with pytest.raises(IOCStartError) as err:
+        health.connect(reactor, time.monotonic() + 30)
+    assert err.value.returncode == -9
+    for pv in health.pvs.values():
+        pv.disconnect()
