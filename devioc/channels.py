@@ -303,7 +303,7 @@ class PV:
         self._chid = chid
         if self._writes is not None:  # write_<field>: its twin and detector channels
             self._writes.connect(reactor)
-        if self._alarm is not None and not self._shell:  # alarms (issue 14 §3): its hidden record, over CA too
+        if self._alarm is not None:  # alarms (issue 14 §3): its hidden record (and PROC), over CA too
             self._alarm.connect(self, reactor)
 
     def subscribe(self, on_first_value: Callable[['PV'], None] | None = None) -> None:
@@ -717,7 +717,8 @@ class PV:
             self._writes.renew(retired)
         if self._alarm is not None:   # alarms (issue 14 §3): the hidden record's and PROC's channels
             for channel in self._alarm.channels or ():
-                channel.renew(retired)
+                if channel is not None:
+                    channel.renew(retired)
         for channel in list(self.__dict__.get('_field_channels', {}).values()):
             inner = getattr(channel, '_pv', None)
             if inner is not None:

@@ -119,7 +119,7 @@ class Validation:
             state = getattr(pv, '_alarm', None)
             if not deliver and state is not None:   # alarm=True: a MINOR alarm with the put-back (devioc.alarms)
                 if state.severity == 'NO_ALARM' or state.from_validation:
-                    pv.put(value, severity='MINOR', message=f'refused {refused!r}')
+                    pv.put(value, severity='MINOR', status='WRITE', message=f'refused {refused!r}')
                     state.from_validation = True
                 else:   # the app's own alarm stays
                     pv.put(value)

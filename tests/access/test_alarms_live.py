@@ -42,7 +42,8 @@ def plant(device, ca_port):
 
 def test_render_adds_one_hidden_record_per_alarmed_field():
     text = render_db(Plant, 'DEV')
-    assert text.count('record(mbbi, "DEV:temp:alarm")') == 1
+    assert text.count('record(longin, "DEV:temp:alarm")') == 1
+    assert 'field(INP, "DEV:temp:alarm:app CP MSS")' in text           # the app's own CA server's source
     assert 'field(SDIS, "DEV:heater:alarm.DISA NPP MSS")' in text
     assert text.count('record(') == 5 + 3                               # five fields, three alarmed
     assert 'record(ai, "DEV:temp")' in text and 'record(ao, "DEV:heater")' in text   # type kept
@@ -116,18 +117,23 @@ def test_pyepics_client_sees_the_alarm(plant, ca_env, monkeypatch):
 
 
 def test_unchanged_alarm_sends_nothing(plant, ca_env, monkeypatch):
-    """A read-only field's alarm goes through the shell: two lines per change, none when unchanged."""
-    sent = []
+    """A read-only field's alarm: its source is set in the app's CA server, then one shell line
+    (PROC) per change; nothing when unchanged."""
+    sent, set_ = [], []
     command = plant._process.command
     monkeypatch.setattr(plant._process, 'command', lambda line, done=None: (sent.append(line), command(line, done)))
+    server_set = plant._alarm_server.set_alarm
+    monkeypatch.setattr(plant._alarm_server, 'set_alarm', lambda *a, **k: (set_.append(a), server_set(*a, **k)))
     plant.temp.set_alarm('MINOR', wait=True)
-    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:temp:alarm'".encode(),
-                                                  f"'{plant.device_name}:temp.PROC'".encode()]
+    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:temp.PROC'".encode()]
+    assert set_ == [(f'{plant.device_name}:temp:alarm:app', 'STATE', 'MINOR', 5.0)]
     plant.temp.set_alarm('MINOR', wait=True)            # unchanged: no line, no processing
     plant.temp.put(2.0, severity='MINOR', wait=True)    # unchanged: one line, the value's
-    assert len(sent) == 3 and sent[2].split()[1] == f"'{plant.device_name}:temp'".encode()
+    assert len(sent) == 2 and sent[1].split()[1] == f"'{plant.device_name}:temp'".encode() and len(set_) == 1
     assert _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'STATE')
     assert caget(f'{plant.device_name}:temp', ca_env) == '2'
+    plant.temp.set_alarm('MINOR', status='HIGH', wait=True)   # same severity, new status: a change
+    assert len(set_) == 2 and _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'HIGH')
 
 
 @pytest.mark.parametrize('field', ['heater', 'temp'])
@@ -151,8 +157,8 @@ def test_errors_name_the_field_and_the_fix(plant):
         plant.plain.set_alarm('MAJOR')
     with pytest.raises(ValueError, match='severity'):
         plant.heater.set_alarm('LOUD')
-    with pytest.raises(ValueError, match='STATE'):
-        plant.heater.set_alarm('MAJOR', status='WRITE')
+    with pytest.raises(ValueError, match='menuAlarmStat'):
+        plant.heater.set_alarm('MAJOR', status='LOUDLY')
     with pytest.raises(ValueError, match='severity='):
         plant.heater.put(1.0, message='x')
 
@@ -181,7 +187,7 @@ def test_refused_value_raises_a_minor_alarm_until_an_accepted_one(device, ca_por
 
         turns(lambda: model.level.get() == 10.0, 'the initial value')
         caput(name, -5, ca_env)
-        turns(lambda: caget(name, ca_env) == '10' and _alarm(name, ca_env) == ('MINOR', 'STATE'), 'the refusal')
+        turns(lambda: caget(name, ca_env) == '10' and _alarm(name, ca_env) == ('MINOR', 'WRITE'), 'the refusal')
         assert model.level.alarm_message == 'refused -5.0'
         caput(name, 4, ca_env)
         turns(lambda: _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM'), 'the alarm cleared')
@@ -228,9 +234,9 @@ def test_publish_rate_with_and_without_alarm(plant):
         runs['plain Float'].append(rate(plant.plain, 20000))
         runs['alarm=True Float'].append(rate(plant.heater, 20000))
         runs['severity= unchanged'].append(rate(plant.heater, 20000, lambda i: 'MINOR'))
-        runs['alarm changing every put'].append(rate(plant.heater, 2000, lambda i: ('MINOR', 'NO_ALARM')[i % 2]))
+        runs['alarm changing every put'].append(rate(plant.heater, 200, lambda i: ('MINOR', 'NO_ALARM')[i % 2]))
     print('\nputs/s (median of 5): ' + '; '.join(f'{k} {statistics.median(v):,.0f}' for k, v in runs.items()))
-    assert plant.heater.get() == 1999.0 and plant.heater.severity == 0   # the last put cleared the alarm
+    assert plant.heater.get() == 199.0 and plant.heater.severity == 0   # the last put cleared the alarm
 
 
 def test_severity_and_status_names():
@@ -242,8 +248,10 @@ def test_severity_and_status_names():
             severity_name(bad, 'X')
     assert status_name(None, 'MINOR', 'X') == 'STATE' and status_name('state', 'MAJOR', 'X') == 'STATE'
     assert status_name(None, 'NO_ALARM', 'X') == 'NO_ALARM'
-    with pytest.raises(ValueError, match='only STATE'):
-        status_name('HIHI', 'MAJOR', 'X')
+    assert status_name(' hihi', 'MAJOR', 'X') == 'HIHI' and status_name('WRITE', 'MINOR', 'X') == 'WRITE'
+    for bad in ('LOUD', 'NO_ALARM', 3, ''):
+        with pytest.raises(ValueError, match='menuAlarmStat'):
+            status_name(bad, 'MAJOR', 'X')
     with pytest.raises(ValueError, match='NO_ALARM'):
         status_name('STATE', 'NO_ALARM', 'X')
 
