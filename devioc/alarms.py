@@ -231,6 +231,16 @@ def _show(pv: Any, state: AlarmState, new: tuple[str, str, str], timeout: float 
     hidden = _channels(pv, state)[0]
     if server is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    # first the field's earlier writes, still in libca's buffer or softIoc's stdin, are processed:
+    # a read on the same ordered stream (CA circuit or shell) returns after them
+    if pv._shell:
+        done = _send(pv, _process_of(pv), f'dbgf {_quote(state.hidden)} >/dev/null\n'.encode(), True, timeout)
+    else:
+        event = threading.Event()
+        hidden._read_back(event.set)
+        done = event.wait(timeout)
+    if not done:
+        raise RuntimeError(f'cannot set the alarm of {pv.name}: softIoc did not answer within {timeout:.0f} s')
     server.set_alarm(state.source, new[1], new[0], timeout)
     wanted = (SEVERITIES.index(new[0]), STATUSES.index(new[1]))
     deadline = time.monotonic() + timeout

@@ -117,23 +117,24 @@ def test_pyepics_client_sees_the_alarm(plant, ca_env, monkeypatch):
 
 
 def test_unchanged_alarm_sends_nothing(plant, ca_env, monkeypatch):
-    """A read-only field's alarm: its source is set in the app's CA server, then one shell line
-    (PROC) per change; nothing when unchanged."""
+    """A read-only field's alarm: a shell read (the field's earlier lines are done), the source set in
+    the app's CA server, then PROC: two shell lines per change; nothing when unchanged."""
     sent, set_ = [], []
     command = plant._process.command
     monkeypatch.setattr(plant._process, 'command', lambda line, done=None: (sent.append(line), command(line, done)))
     server_set = plant._alarm_server.set_alarm
     monkeypatch.setattr(plant._alarm_server, 'set_alarm', lambda *a, **k: (set_.append(a), server_set(*a, **k)))
     plant.temp.set_alarm('MINOR', wait=True)
-    assert [line.split()[1] for line in sent] == [f"'{plant.device_name}:temp.PROC'".encode()]
+    assert [line.split()[:2] for line in sent] == [[b'dbgf', f"'{plant.device_name}:temp:alarm'".encode()],
+                                                   [b'dbpf', f"'{plant.device_name}:temp.PROC'".encode()]]
     assert set_ == [(f'{plant.device_name}:temp:alarm:app', 'STATE', 'MINOR', 5.0)]
     plant.temp.set_alarm('MINOR', wait=True)            # unchanged: no line, no processing
     plant.temp.put(2.0, severity='MINOR', wait=True)    # unchanged: one line, the value's
-    assert len(sent) == 2 and sent[1].split()[1] == f"'{plant.device_name}:temp'".encode() and len(set_) == 1
+    assert len(sent) == 3 and sent[2].split()[1] == f"'{plant.device_name}:temp'".encode() and len(set_) == 1
     assert _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'STATE')
     assert caget(f'{plant.device_name}:temp', ca_env) == '2'
     plant.temp.set_alarm('MINOR', status='HIGH', wait=True)   # same severity, new status: a change
-    assert len(set_) == 2 and _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'HIGH')
+    assert len(set_) == 2 and len(sent) == 5 and _alarm(f'{plant.device_name}:temp', ca_env) == ('MINOR', 'HIGH')
 
 
 @pytest.mark.parametrize('field', ['heater', 'temp'])
@@ -291,3 +292,93 @@ def test_each_alarm_change_processes_the_record_once(device, ca_port, ca_env, ki
         assert _alarm(f'{device}:out', ca_env) == ('MINOR', 'STATE') and caget(f'{device}:out', ca_env) == '3'
     finally:
         model.shutdown()
+
+
+# -- any status, through the app's own CA server (devioc.alarms, devioc.appserver)
+STATUS_CASES = [('MINOR', 'WRITE'), ('MAJOR', 'HIHI'), ('INVALID', 'COMM'), ('MINOR', 'SOFT'), ('MAJOR', 'LOLO'),
+                ('NO_ALARM', None)]
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp', 'mode'])
+def test_any_status_reaches_the_c_caget(plant, ca_env, field):
+    """set_alarm and put(severity=, status=) on an output (CA route), an input (shell route) and an enum."""
+    pv = getattr(plant, field)
+    for i, (severity, status) in enumerate(STATUS_CASES):
+        assert pv.set_alarm(severity, status=status, wait=True)
+        assert _alarm(pv.name, ca_env) == (severity, status or 'NO_ALARM')
+        value = i % 2 if field == 'mode' else float(i) + 0.25
+        assert pv.put(value, severity=severity, status=status, wait=True)   # unchanged: the plain put
+        assert _alarm(pv.name, ca_env) == (severity, status or 'NO_ALARM')
+    for severity, status in STATUS_CASES:
+        value = 1 if field == 'mode' else 7.5
+        assert pv.put(value, severity=severity, status=status, wait=True)
+        assert _alarm(pv.name, ca_env) == (severity, status or 'NO_ALARM')
+        assert pv.put(0 if field == 'mode' else 8.5, wait=True)            # a plain put keeps the alarm
+        assert _alarm(pv.name, ca_env) == (severity, status or 'NO_ALARM')
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp'])
+def test_every_event_carries_the_alarm_of_its_value(plant, ca_env, field):
+    """Puts with changing statuses interleaved with plain puts, no waiting: each event the C camonitor
+    sees has the alarm set with (or before) its value - never the previous one."""
+    pv = getattr(plant, field)
+    cases = STATUS_CASES[:-1] + [('NO_ALARM', None)]
+    monitor = subprocess.Popen([epics_tool('camonitor'), '-g', '8', pv.name], env=ca_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)   # its first event (the current value) is in
+        expected = {}
+        for i in range(60):
+            severity, status = cases[i % len(cases)]
+            pv.put(float(i + 100), severity=severity, status=status)   # (not the default 1.5 or 20)
+            pv.put(float(i + 100) + 0.5)
+            expected[float(i + 100)] = expected[float(i + 100.5)] = (status or '', '' if status is None else severity)
+        _turns(lambda: pv.get() == 159.5, f'the last put to {pv.name}')
+        wait_for(lambda: caget(pv.name, ca_env) == '159.5', timeout=10)
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out = monitor.communicate(timeout=10)[0]
+    seen = 0
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) < 4 or parts[0] != pv.name or float(parts[3]) not in expected:
+            continue
+        seen += 1
+        got = (parts[4], parts[5]) if len(parts) >= 6 else ('', '')
+        assert got == expected[float(parts[3])], out
+    assert seen >= 60, out   # libca may merge events under load, never lose the last
+
+
+def test_alarm_survives_a_restart_and_shutdown_frees_the_server(run_model, device, ca_env):
+    """restart=True: after softIoc is killed and started again the app sets any status as before;
+    shutdown stops the alarm server's thread and frees its port."""
+    import os
+    import signal
+    import socket
+    import threading
+
+    from devioc.restart import RestartPolicy
+
+    class Counter:
+        restarts = 0
+
+        def on_ioc_restart(self, ioc):
+            Counter.restarts += 1
+
+    ioc = run_model(Plant, callbacks=Counter(), restart=RestartPolicy(min_delay=0.1, max_delay=0.5))
+    assert ioc.heater.set_alarm('MAJOR', status='HIHI', wait=True)
+    assert _alarm(f'{device}:heater', ca_env) == ('MAJOR', 'HIHI')
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    _turns(lambda: Counter.restarts == 1 and ioc._ready, 'the restart', timeout=60)
+    assert ioc.heater.set_alarm('MINOR', status='WRITE', wait=True)
+    assert _alarm(f'{device}:heater', ca_env) == ('MINOR', 'WRITE')
+    assert ioc.temp.put(3.0, severity='INVALID', status='COMM', wait=True)
+    assert _alarm(f'{device}:temp', ca_env) == ('INVALID', 'COMM') and caget(f'{device}:temp', ca_env) == '3'
+    port = ioc._alarm_server.port
+    ioc.shutdown()
+    assert ioc._alarm_server is None
+    assert not [t for t in threading.enumerate() if t.name == f'devioc-appserver-{port}' and t.is_alive()]
+    for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
+        with socket.socket(socket.AF_INET, kind) as sock:
+            sock.bind(('127.0.0.1', port))   # free again
