@@ -1,35 +1,36 @@
-"""Alarms set from Python (issue 14 §3): ``alarm=True`` fields, ``set_alarm``, ``put(..., severity=)``.
+"""Alarms set from Python (issue 14 §3): ``alarm=True`` fields, ``set_alarm``, ``put(..., severity=, status=)``.
 
 A record's STAT, SEVR and AMSG cannot be written, not even by ``dbpf`` (SPC_NOMOD): a record
 computes its alarm itself each time it is processed. So each field declared ``alarm=True`` gets a
-hidden ``mbbi`` record ``<pv>:alarm`` whose four states have the severities NO_ALARM, MINOR, MAJOR
-and INVALID, and the public record reads it through ``SDIS "<pv>:alarm.DISA NPP MSS"``. At every
-processing, EPICS base's dbDbLink (``recGblInheritSevrMsg``, MSS mode) copies the hidden record's
-status and severity into the public one; DISA read that way is always 0, so the record is never
-disabled. The public record keeps its name, record type and fields.
+hidden ``longin`` record ``<pv>:alarm`` with ``INP "<pv>:alarm:app CP MSS"``: ``<pv>:alarm:app`` is
+served by the app's own caproto CA server (:class:`devioc.appserver.AppServer`, in softIoc's
+EPICS_CA_ADDR_LIST), whose STAT and SEVR the app sets; each change processes the hidden record (CP)
+and dbCa copies them in (MSS). The public record reads the hidden one through
+``SDIS "<pv>:alarm.DISA NPP MSS"``: at every processing, EPICS base's dbDbLink
+(``recGblInheritSevrMsg``, MSS mode) copies the hidden record's status and severity into the public
+one; DISA read that way is always 0, so the record is never disabled. The public record keeps its
+name, record type and fields. The hidden record starts in NO_ALARM (UDF 0, STAT and SEVR set in the
+.db, no PINI), so neither it nor the field starts in UDF or in LINK while the link connects.
 
 What base 7.0.8.1 gives this way, checked live:
 
-- severity: any of NO_ALARM, MINOR, MAJOR, INVALID;
-- status: STATE only (the mbbi's state alarm). No soft record of base raises WRITE, SOFT ... with a
-  severity one chooses (WRITE_ALARM comes from device support only, at INVALID). A CA link from a
-  PV of the app's own caproto server (:mod:`devioc.appserver`) carries any status (dbCa with MSS,
-  checked live) but not in order with the value: ``SDIS "<app pv> CA MSS"`` (CP changes nothing)
-  gave the previous alarm to 201 of 300 puts sent right after an alarm change (two circuits). Only
-  a hidden ``longin`` ``INP "<app pv> CP MSS"`` whose processing the app waits to see keeps order
-  (0 of 300), at 11 ms per alarm change (median; the caproto write itself 0.5 ms), with the field in
-  LINK/INVALID until the link connects: not built, STATE stays;
-- message: none. MSS copies the source's AMSG too, but no record of base lets one write an AMSG, so
-  it stays empty. The message is kept on the PV (``pv.alarm_message``) and logged, nowhere else.
+- severity: any of NO_ALARM, MINOR, MAJOR, INVALID; status: any of menuAlarmStat (STATE when not
+  given, as before this route existed);
+- message: none. CA carries no message and no record of base lets one write an AMSG. The message is
+  kept on the PV (``pv.alarm_message``) and logged, nowhere else.
 
-An alarm goes the way the field's values go, so that the two stay in order: over Channel Access
-for a field the app writes over CA (two more channels: the hidden record and ``<pv>.PROC``), and
-through softIoc's shell (``dbpf``) for a read-only or restricted field (:mod:`devioc.access`).
-First the hidden record's new state, then the public record's value (``put(value, severity=...)``:
-one processing, one monitor event with both) or ``PROC`` (``set_alarm``: one processing, in which
-an output record writes its OUT link again and fires its FLNK, as any processing does). A ``put``
-whose severity does not change takes the ordinary path, with no extra write. The hidden record
-has the field's access group, so a client that may write the field may also write its alarm.
+Order. The source's alarm reaches softIoc on another circuit than the field's values: without care
+(``SDIS "<app pv> CA MSS"``, CP changes nothing) 201 of 300 puts sent right after an alarm change were
+processed with the previous alarm. So an alarm change is a handshake (:func:`_show`): a read on the
+field's own ordered stream (its CA circuit, or softIoc's shell for a read-only or restricted field,
+:mod:`devioc.access`) returns once the field's earlier writes are processed; then the source's new
+alarm; then a wait until the hidden record's monitor shows it; then the public record's value
+(``put(value, severity=...)``: one processing, one monitor event with both) or ``PROC``
+(``set_alarm``: one processing, in which an output record writes its OUT link again and fires its
+FLNK, as any processing does). Measured: about 11 ms per alarm change (median, loopback; the caproto
+write itself 0.5 ms). A ``put`` whose severity and status do not change takes the ordinary path,
+with no extra write. Clients cannot change the alarm: the source refuses puts, and a put to the
+hidden record only reads the source again.
 """
 from __future__ import annotations
 
