@@ -13,7 +13,8 @@ It sees every value the record posts but its first (the IOC's initial value) and
 write-backs, the app's own puts included.
 
 On a field declared ``alarm=True`` (:mod:`devioc.alarms`) a refused value also raises a MINOR
-alarm (status STATE: a record's STAT cannot be made WRITE, see devioc.alarms), set in the same
+alarm with status WRITE (EPICS's status of a refused write; MINOR: the value shown, the previous
+one put back, is valid), set in the same
 processing as the put-back, with the message ``refused <value>`` in ``pv.alarm_message``; the next
 accepted value clears it (one more processing of the record).
 """
