@@ -515,7 +515,7 @@ class PV:
         """Show an alarm on the record until the app changes it (CA and PVA clients see STAT and SEVR).
 
         The record is processed once (an output record writes its OUT link and fires FLNK again);
-        nothing is sent when severity and status are unchanged. Any thread; it waits (about 11 ms
+        nothing is sent when severity and status are unchanged. Any thread; it waits (1 to 11 ms
         on loopback) until softIoc holds the new alarm, so that the field's next value carries it.
 
         Args:
