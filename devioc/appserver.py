@@ -92,6 +92,17 @@ def _channel_classes() -> dict[str, type]:
             'chars': held(ChannelChar)}  # 'chars': a long string (an lso's link put, devioc.rpc)
 
 
+def _alarm_channel() -> Any:
+    """A caproto integer channel clients cannot write (an alarm source of :mod:`devioc.alarms`)."""
+    from caproto import ChannelInteger
+
+    class AlarmSource(ChannelInteger):
+        async def verify_value(self, value: Any) -> Any:
+            raise ValueError('an alarm source of devioc is set by the app only')
+
+    return AlarmSource(value=0)
+
+
 class AppServer:
     """caproto's asyncio CA server in its own thread, serving PVs whose puts wait for Python.
 
@@ -112,10 +123,11 @@ class AppServer:
         self._task: asyncio.Task | None = None
         self._ready = threading.Event()
         self._error: BaseException | None = None
+        self._channels: dict[str, Any] = {}   # the caproto channels, by name, once running
 
     def add(self, name: str, kind: str, putter: Putter, value: Any = None) -> None:
         """Serve PV ``name`` of ``kind`` ('float', 'int' or 'string'); a put to it awaits ``putter(value)``."""
-        if kind not in ('float', 'int', 'string', 'chars'):
+        if kind not in ('float', 'int', 'string', 'chars', 'alarm'):
             raise ValueError(f'AppServer.add({name!r}): kind must be float, int or string, not {kind!r} '
                              "('chars' too: a long string, for devioc.rpc)")
         if self._thread is not None:
@@ -193,11 +205,15 @@ class AppServer:
         classes = _channel_classes()
         pvdb = {}
         for name, (kind, putter, value) in self._pvs.items():
+            if kind == 'alarm':   # devioc.alarms: an alarm source, its STAT/SEVR set by set_alarm()
+                pvdb[name] = _alarm_channel()
+                continue
             initial = value if value is not None else {'float': 0.0, 'int': 0, 'string': '', 'chars': ''}[kind]
             extra = {'string_encoding': 'latin-1'} if kind == 'string' else {}
             if kind == 'chars':  # devioc.rpc: a long string of up to 65535 bytes, as UTF-8 text
                 initial, extra = '', {'string_encoding': 'utf-8', 'max_length': 65535}
             pvdb[name] = classes[kind](putter=putter, value=initial, **extra)
+        self._channels = pvdb
         context = QuietContext(pvdb, [self.host])
         # caproto's start/stop/connect lines are noise in an app's log: ours, at WARNING unless set
         context.log = logging.getLogger('devioc.appserver.caproto')
@@ -211,6 +227,27 @@ class AppServer:
 
         self._task = asyncio.current_task()
         await context.run(startup_hook=started)
+
+    def set_alarm(self, name: str, status: str, severity: str, timeout: float = 5.0) -> None:
+        """Set the STAT and SEVR of the 'alarm' PV ``name`` (names of menuAlarmStat/menuAlarmSevr);
+        returns once its subscribers (the model's softIoc) have been sent the change.
+
+        Raises:
+            RuntimeError: the server is not running or did not answer within ``timeout`` seconds.
+        """
+        from caproto import AlarmSeverity, AlarmStatus
+
+        loop, channel = self._loop, self._channels.get(name)
+        if loop is None or channel is None or not self.running:
+            raise RuntimeError(f'cannot set the alarm of {name}: the app\'s CA server is not running')
+        sevr = AlarmSeverity[severity if severity == 'NO_ALARM' else f'{severity}_ALARM']
+        future = asyncio.run_coroutine_threadsafe(channel.alarm.write(status=AlarmStatus[status], severity=sevr),
+                                                  loop)
+        try:
+            future.result(timeout)
+        except Exception as err:
+            raise RuntimeError(f'cannot set the alarm of {name}: the app\'s CA server did not answer: '
+                               f'{err or type(err).__name__}') from None
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the server: held puts are dropped (their link sees a disconnect), the port is freed."""

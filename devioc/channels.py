@@ -303,7 +303,7 @@ class PV:
         self._chid = chid
         if self._writes is not None:  # write_<field>: its twin and detector channels
             self._writes.connect(reactor)
-        if self._alarm is not None and not self._shell:  # alarms (issue 14 §3): its hidden record, over CA too
+        if self._alarm is not None:  # alarms (issue 14 §3): its hidden record (and PROC), over CA too
             self._alarm.connect(self, reactor)
 
     def subscribe(self, on_first_value: Callable[['PV'], None] | None = None) -> None:
@@ -474,8 +474,8 @@ class PV:
             wait: block until the IOC completes the put (CA put-callback, as ``caput -c``).
             timeout: seconds to wait for the completion (with ``wait=True``).
             severity, status, message: with ``severity`` (0-3 or 'NO_ALARM', 'MINOR', 'MAJOR',
-                'INVALID'), the record shows that alarm from this value on (:meth:`set_alarm`); only
-                for a field declared ``alarm=True``.
+                'INVALID') and ``status`` (menuAlarmStat name), the record shows that alarm from
+                this value on (:meth:`set_alarm`); only for a field declared ``alarm=True``.
 
         Returns:
             True once queued (no ``wait``) or completed; False, with an error logged, when the IOC
@@ -515,11 +515,12 @@ class PV:
         """Show an alarm on the record until the app changes it (CA and PVA clients see STAT and SEVR).
 
         The record is processed once (an output record writes its OUT link and fires FLNK again);
-        nothing is sent when the severity is unchanged. Any thread.
+        nothing is sent when severity and status are unchanged. Any thread; it waits (1 to 11 ms
+        on loopback) until softIoc holds the new alarm, so that the field's next value carries it.
 
         Args:
             severity: 0-3 or 'NO_ALARM', 'MINOR', 'MAJOR', 'INVALID' (EPICS menuAlarmSevr).
-            status: 'STATE' (the default, and the only one the hidden record can give).
+            status: a name of EPICS menuAlarmStat ('WRITE', 'HIHI', 'COMM', ...); 'STATE' when None.
             message: kept as :attr:`alarm_message` and logged; EPICS base cannot put it in AMSG.
             wait: block until softIoc has processed the record.
             timeout: seconds to wait (with ``wait``).
@@ -528,7 +529,7 @@ class PV:
             True once sent or done; False, with an error logged, at the timeout.
 
         Raises:
-            ValueError: an unknown severity, or a status other than STATE.
+            ValueError: an unknown severity or status (not in menuAlarmSevr / menuAlarmStat).
             RuntimeError: the field is not declared ``alarm=True``, or the model was shut down.
         """
         from . import alarms
@@ -717,7 +718,8 @@ class PV:
             self._writes.renew(retired)
         if self._alarm is not None:   # alarms (issue 14 §3): the hidden record's and PROC's channels
             for channel in self._alarm.channels or ():
-                channel.renew(retired)
+                if channel is not None:
+                    channel.renew(retired)
         for channel in list(self.__dict__.get('_field_channels', {}).values()):
             inner = getattr(channel, '_pv', None)
             if inner is not None:

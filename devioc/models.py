@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Callable
 
-from . import access, autosave, blocking, checks, groups, lock, render, rpc, validation
+from . import access, alarms, autosave, blocking, checks, groups, lock, render, rpc, validation
 from . import health as health_mod
 from .groups import Group  # noqa: F401  (models.Group)
 from .restart import supervisor_for
@@ -247,6 +247,7 @@ class Model(metaclass=ModelType):
         self._lock_file = None
         self._blocking: blocking.Blocking | None = None  # the app server of blocking fields (devioc.blocking)
         self._rpc: rpc.Server | None = None  # the app's @function methods (devioc.rpc)
+        self._alarm_server: Any = None  # the CA server of alarm=True fields' alarm sources (devioc.alarms)
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
         self._autosave: autosave.Saver | None = None  # autosave of the fields that ask for it
@@ -289,6 +290,7 @@ class Model(metaclass=ModelType):
     def _start(self, records: dict, ca_port: int | None, timeout: float | None) -> None:
         self._blocking = blocking.attach(self, records)  # blocking fields: their OUT names the app's server
         self._rpc = rpc.attach(self)  # devioc.rpc: the records and app server of the app's functions
+        self._alarm_server = alarms.attach(self, records)  # devioc.alarms: the alarm sources' CA server
         self._records = records   # as declared: a restart (devioc.restart) renders them again
         cmd_file = self._write_files()
         env = dict(os.environ)
@@ -299,6 +301,8 @@ class Model(metaclass=ModelType):
             self._blocking.environ(env)
         if self._rpc is not None:  # devioc.rpc: the functions' links find the app's server the same way
             self._rpc.environ(env)
+        if self._alarm_server is not None:  # devioc.alarms: the hidden records' links find it the same way
+            alarms.environ(self._alarm_server, env)
         self._udp_port = int(env.get('EPICS_CAS_SERVER_PORT') or env.get('EPICS_CA_SERVER_PORT') or DEFAULT_CA_PORT)
         self._check_port_free_here(self._udp_port)
         if ca_port:
@@ -566,6 +570,9 @@ class Model(metaclass=ModelType):
         if self._rpc is not None:  # devioc.rpc: after softIoc, as blocking's
             self._rpc.stop()
             self._rpc = None
+        if getattr(self, '_alarm_server', None) is not None:  # devioc.alarms: after softIoc, as blocking's
+            self._alarm_server.stop()
+            self._alarm_server = None
         _running.discard(self)
         if self._lock_file is not None:
             self._lock_file.close()

@@ -13,7 +13,8 @@ It sees every value the record posts but its first (the IOC's initial value) and
 write-backs, the app's own puts included.
 
 On a field declared ``alarm=True`` (:mod:`devioc.alarms`) a refused value also raises a MINOR
-alarm (status STATE: a record's STAT cannot be made WRITE, see devioc.alarms), set in the same
+alarm with status WRITE (EPICS's status of a refused write; MINOR: the value shown, the previous
+one put back, is valid), set in the same
 processing as the put-back, with the message ``refused <value>`` in ``pv.alarm_message``; the next
 accepted value clears it (one more processing of the record).
 """
@@ -119,7 +120,7 @@ class Validation:
             state = getattr(pv, '_alarm', None)
             if not deliver and state is not None:   # alarm=True: a MINOR alarm with the put-back (devioc.alarms)
                 if state.severity == 'NO_ALARM' or state.from_validation:
-                    pv.put(value, severity='MINOR', message=f'refused {refused!r}')
+                    pv.put(value, severity='MINOR', status='WRITE', message=f'refused {refused!r}')
                     state.from_validation = True
                 else:   # the app's own alarm stays
                     pv.put(value)
