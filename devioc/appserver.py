@@ -163,7 +163,7 @@ class AppServer:
         try:
             import caproto.asyncio.server  # noqa: F401
         except ImportError as err:
-            raise AppServerError(f'blocking fields need caproto (pip install caproto): {err}') from None
+            raise AppServerError(f'blocking fields, functions and alarm=True fields need caproto (pip install caproto): {err}') from None
         self.port = free_port(self.host)
         self._thread = threading.Thread(target=self._run, name=f'devioc-appserver-{self.port}', daemon=True)
         self._thread.start()
