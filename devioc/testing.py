@@ -114,11 +114,14 @@ def pytest_unconfigure(config: Any) -> None:
     # libca starts a caRepeater daemon on the session's repeater port; it outlives the session
     if _pool:
         stop_repeaters(os.environ['EPICS_CA_REPEATER_PORT'])
-    if _state_dir:
+    if _state_dir or _tool_copies:
         import shutil
 
-        shutil.rmtree(_state_dir.pop(), ignore_errors=True)
-        os.environ.pop('DEVIOC_STATE_DIR', None)
+        while _tool_copies:
+            shutil.rmtree(_tool_copies.pop(), ignore_errors=True)
+        if _state_dir:
+            shutil.rmtree(_state_dir.pop(), ignore_errors=True)
+            os.environ.pop('DEVIOC_STATE_DIR', None)
 
 
 @pytest.fixture
@@ -196,6 +199,43 @@ def until(predicate: Callable[[], Any], what: str = 'condition', timeout: float 
             yield task.deferLater(reactor, interval, lambda: None)
 
     return poll()
+
+
+#: uid and gid of the "other local user" security tests run CA clients as (nobody)
+OTHER_UID = 65534
+#: world-readable copies of the EPICS tools made for that user (removed at the session's end)
+_tool_copies: list[str] = []
+
+
+def tool_as_other_user(name: str, uid: int = OTHER_UID) -> list[str]:
+    """The argv prefix that runs EPICS tool ``name`` (``caput``, ``caget``, ...) as uid/gid ``uid``.
+
+    Skips the calling test when this process is not root or util-linux's ``setpriv`` is missing.
+    The tool runs from where it is when that user can run it there; else from a world-readable copy
+    of its EPICS tree, made once in a directory of its own under the system's temporary directory
+    (pytest's tmp_path and a venv made by ``mktemp -d`` sit in directories only their owner enters).
+    """
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    if os.geteuid() != 0:
+        pytest.skip('running a CA client as another user needs root (setpriv)')
+    setpriv = shutil.which('setpriv')
+    if setpriv is None:
+        pytest.skip('setpriv (util-linux) is not installed')
+    prefix = [setpriv, f'--reuid={uid}', f'--regid={uid}', '--clear-groups']
+    tool = epics_tool(name)
+    if subprocess.run([*prefix, tool, '-h'], capture_output=True, timeout=10).returncode == 0:
+        return [*prefix, tool]
+    if not _tool_copies:
+        root = Path(tempfile.mkdtemp(prefix='devioc-tools-'))   # in /tmp (mode 1777): the user reaches it
+        root.chmod(0o755)
+        shutil.copytree(Path(tool).parents[1], root / 'epics-usr', symlinks=True)   # .../usr: bin/ and lib/
+        for path in [root / 'epics-usr', *(root / 'epics-usr').rglob('*')]:
+            path.chmod(path.stat().st_mode | 0o055)
+        _tool_copies.append(str(root))
+    return [*prefix, str(Path(_tool_copies[0]) / 'epics-usr' / 'bin' / name)]
 
 
 def _run_tool(args: list[str], env: dict[str, str] | None, timeout: float) -> str:

@@ -2,64 +2,15 @@
 other users and hosts write where a rule allows and are refused elsewhere; acf= loads a site's file;
 devioc check refuses an ASG no rule defines (devioc.E027)."""
 import getpass
-import os
-import shutil
 import socket
 import subprocess
-import tempfile
-from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 
 from devioc import access, checks, models, render
 from devioc.checks import ModelError
-from devioc.testing import caget, epics_tool
-
-# -- the C CA tools run as another user (uid 65534); kept here: with --import-mode=importlib a
-# test module cannot import a sibling helper module
-OTHER_UID = 65534
-
-
-_COPIES: list[Path] = []
-
-
-@pytest.fixture(scope='module', autouse=True)
-def _remove_tool_copies():
-    yield
-    while _COPIES:
-        shutil.rmtree(_COPIES.pop(), ignore_errors=True)
-
-
-def tool_as_other_user(name: str, tmp_root: Path) -> list[str]:
-    """The argv prefix that runs EPICS tool ``name`` as uid/gid 65534 (skips the test when not root).
-
-    The tool runs from where it is when that user can run it; else from a world-readable copy of
-    its EPICS tree (bin and lib) in a directory of its own under the system's temporary directory:
-    ``tmp_root`` (pytest's) may sit in a directory only its owner can enter, as may the venv (CI
-    makes it with mktemp -d).
-    """
-    del tmp_root   # kept in the signature for the callers; see above
-    if os.geteuid() != 0:
-        pytest.skip('running a CA client as another user needs root (setpriv)')
-    setpriv = shutil.which('setpriv')
-    if setpriv is None:
-        pytest.skip('setpriv (util-linux) is not installed')
-    prefix = [setpriv, f'--reuid={OTHER_UID}', f'--regid={OTHER_UID}', '--clear-groups']
-    tool = epics_tool(name)
-    if subprocess.run([*prefix, tool, '-h'], capture_output=True, timeout=10).returncode != 0:
-        tree = Path(tool).parents[1]   # .../usr, holding bin/ and lib/
-        if not _COPIES:
-            root = Path(tempfile.mkdtemp(prefix='devioc-tools-'))   # in /tmp (mode 1777): 65534 reaches it
-            root.chmod(0o755)
-            shutil.copytree(tree, root / 'epics-usr', symlinks=True)
-            for path in (root / 'epics-usr').rglob('*'):
-                path.chmod(path.stat().st_mode | 0o055)
-            (root / 'epics-usr').chmod(0o755)
-            _COPIES.append(root)
-        tool = str(_COPIES[0] / 'epics-usr' / 'bin' / name)
-    return [*prefix, tool]
-
+from devioc.testing import caget, epics_tool, tool_as_other_user
 
 def run_as_other(argv: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
     """Run ``argv`` (from :func:`tool_as_other_user`) with ``env``, HOME pointed at /tmp."""
@@ -116,8 +67,8 @@ def test_rules_by_user_and_host_for_this_user(guarded, ca_env):
 def test_rules_by_user_for_another_user(guarded, ca_env, tmp_path):
     """The C caput run as uid 65534 (another user, same host): refused on OPS (not its user), allowed
     on HERE (its host) and DEFAULT; everyone reads."""
-    caput = tool_as_other_user('caput', tmp_path)
-    caget_other = tool_as_other_user('caget', tmp_path)
+    caput = tool_as_other_user('caput')
+    caget_other = tool_as_other_user('caget')
     device = guarded.device_name
     assert _refused(_put(caput, f'{device}:ops', '2', ca_env))
     assert _put(caput, f'{device}:hosts', '3', ca_env).returncode == 0

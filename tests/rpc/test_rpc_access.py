@@ -1,44 +1,14 @@
 """Another local user cannot call the app's functions around softIoc's access security: the app's
 own CA server (the target of the records' links) takes connections from this user's processes only."""
 import getpass
-import os
-import shutil
 import subprocess
-from pathlib import Path
 
-import pytest
 import pytest_twisted
 from twisted.internet import reactor, task
 
 from devioc import models
 from devioc.appserver import peer_uid
-from devioc.testing import caget, epics_tool
-
-OTHER_UID = 65534
-
-
-def tool_as_other_user(name: str, tmp_root: Path) -> list[str]:
-    """The argv that runs EPICS tool ``name`` as uid/gid 65534 (skips the test when not root); from a
-    world-readable copy of its EPICS tree when that user cannot run it where it is. (A copy of
-    tests/access's helper: with --import-mode=importlib a test module cannot import a sibling.)"""
-    if os.geteuid() != 0:
-        pytest.skip('running a CA client as another user needs root (setpriv)')
-    setpriv = shutil.which('setpriv')
-    if setpriv is None:
-        pytest.skip('setpriv (util-linux) is not installed')
-    prefix = [setpriv, f'--reuid={OTHER_UID}', f'--regid={OTHER_UID}', '--clear-groups']
-    tool = epics_tool(name)
-    if subprocess.run([*prefix, tool, '-h'], capture_output=True, timeout=10).returncode != 0:
-        tree = Path(tool).parents[1]
-        copy = tmp_root / 'epics-usr'
-        if not copy.exists():
-            shutil.copytree(tree, copy, symlinks=True)
-            for path in [copy, *copy.rglob('*')]:
-                path.chmod(path.stat().st_mode | 0o055)
-            tmp_root.chmod(0o755)
-        tool = str(copy / 'bin' / name)
-    return [*prefix, tool]
-
+from devioc.testing import caget, epics_tool, tool_as_other_user
 
 class Door(models.Model):
     level = models.Float('level')
@@ -60,7 +30,7 @@ def test_another_user_cannot_call_through_the_apps_own_server(run_model, ca_port
     its put straight to the link's PV on the app's server (whose name any client reads in the :call
     record's OUT field) is refused too; the function never runs. This user's call still works."""
     root = tmp_path_factory.mktemp('other')
-    caput_other = tool_as_other_user('caput', root)
+    caput_other = tool_as_other_user('caput')
     acf = root / 'site.acf'
     acf.write_text(f'UAG(ME) {{ {getpass.getuser()} }}\nASG(DEFAULT) {{\n    RULE(1, READ)\n'
                    '    RULE(1, WRITE) { UAG(ME) }\n}\nASG(DEVIOC_RO) { RULE(1, READ) }\n')
