@@ -11,7 +11,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from devioc import models
-from devioc.testing import alive, caget, caput, epics_tool
+from devioc.testing import alive, caget, caput, epics_tool, until
 
 
 class Motor(models.Model):
@@ -74,16 +74,6 @@ class App:
 
     def do_other(self, pv, value, ioc):
         self.calls.append(('other', value))
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, timeout=10.0, what='condition'):
-    """Let the reactor run until ``predicate()`` is true; AssertionError naming ``what`` otherwise."""
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 @pytest.fixture

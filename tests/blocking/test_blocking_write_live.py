@@ -6,7 +6,7 @@ import pytest_twisted
 from twisted.internet import defer, reactor, task
 
 from devioc import models
-from devioc.testing import caput, epics_tool
+from devioc.testing import caput, epics_tool, until
 
 
 class Axis(models.Model):
@@ -59,15 +59,6 @@ class App(Held):
 def start_caput(pv, value, env):
     return subprocess.Popen([epics_tool('caput'), '-c', '-w', '30', pv, str(value)], env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-
-
-@pytest_twisted.inlineCallbacks
-def until(predicate, timeout=10.0, what='condition'):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
 
 
 @pytest_twisted.inlineCallbacks

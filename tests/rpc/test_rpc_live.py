@@ -12,7 +12,7 @@ from twisted.internet import defer, reactor, task
 from devioc import models
 from devioc.client import DeferredClient
 from devioc.rpc import RPCError
-from devioc.testing import caget, caput, epics_tool
+from devioc.testing import caget, caput, epics_tool, until
 
 
 class Box(models.Model):
@@ -77,15 +77,6 @@ class App:
         return d
 
 
-@pytest_twisted.inlineCallbacks
-def until(predicate, timeout=15.0, what='condition'):
-    for _ in range(int(timeout / 0.02)):
-        if predicate():
-            return
-        yield task.deferLater(reactor, 0.02, lambda: None)
-    raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-
-
 @pytest.fixture
 def served(run_model, ca_port):
     app = App()
@@ -106,7 +97,7 @@ def run(command, env):
 def finished(procs, timeout=60.0):
     """Wait (reactor running) for every process; returns their (returncode, stdout, stderr)."""
     try:
-        yield until(lambda: all(p.poll() is not None for p in procs), timeout, 'the clients to finish')
+        yield until(lambda: all(p.poll() is not None for p in procs), 'the clients to finish', timeout)
     finally:
         for p in procs:
             if p.poll() is None:
@@ -349,7 +340,7 @@ def test_shutting_down_during_a_call_stops_cleanly(run_model, ca_port, caplog):
         app.waiting[0].callback('late')
         assert 'ended after the model was shut down; not reported' in caplog.text
     # the caller learns the call ended without a reply, and is not told only to enlarge the history
-    yield until(lambda: failures, 20, 'the caller to get an error')
+    yield until(lambda: failures, 'the caller to get an error', 20)
     error = failures[0].value
     assert isinstance(error, (RPCError, TimeoutError, ConnectionError)), repr(error)
     if isinstance(error, RPCError) and error.type_name == 'ReplyLost':
@@ -443,7 +434,7 @@ def test_functions_are_served_again_after_softioc_is_killed_and_restarted(run_mo
         except AssertionError:   # the C caget met the old IOC's circuit going down
             return False
 
-    yield until(listed, 10, 'the list of functions on the new softIoc')
+    yield until(listed, 'the list of functions on the new softIoc', 10)
     client = yield defer.maybeDeferred(DeferredClient, ioc.device_name)
     assert sorted(client.functions) == ['add', 'echo', 'fail', 'hang', 'scale', 'snooze', 'wait']
     result = yield client.echo('after restart', n=7)
@@ -467,7 +458,7 @@ def test_a_timed_out_threaded_call_keeps_the_function_busy_until_its_thread_retu
         yield client.snooze(0.01)
     assert second.value.type_name == 'BusyError' and 'still runs' in second.value.message
     assert app.in_thread == 1
-    yield until(lambda: app.in_thread == 0, 10, 'the timed-out thread to return')
+    yield until(lambda: app.in_thread == 0, 'the timed-out thread to return', 10)
     result = yield client.snooze(0.01)
     assert result == 1 and not app.thread_overlap
 
