@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import pytest_twisted
@@ -12,7 +11,7 @@ from twisted.internet import reactor, task, threads
 
 from devioc import cli, models
 from devioc.restart import RestartPolicy
-from devioc.testing import alive, answers, caget, caput, child_pids, until
+from devioc.testing import alive, answers, caget, caput, child_pids, until, wait_for
 
 FAST = RestartPolicy(min_delay=0.1, max_delay=0.5, max_deaths=20, window=60.0)
 
@@ -135,17 +134,6 @@ def softioc_children(pid):
     return found
 
 
-def wait_for(predicate, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while True:
-        result = predicate()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f'timed out after {timeout} s waiting for {what}')
-        time.sleep(0.02)
-
-
 def test_app_server_restarts_its_ioc_then_gives_up_with_status_137(project, device, ca_env):
     """The generated app.server restarts a killed softIoc and keeps serving; the 5th death within
     300 s (restarts failing while they start included) ends it with 128 + SIGKILL."""
@@ -156,19 +144,21 @@ def test_app_server_restarts_its_ioc_then_gives_up_with_status_137(project, devi
         # HEARTBEAT counts once the app is up (softIoc serves it a little before: a death then is a
         # start-up failure, which the constructor reports, not a death to restart from)
         wait_for(lambda: answers(f'{device}:IOC:HEARTBEAT', ca_env) and
-                 caget(f'{device}:IOC:HEARTBEAT', ca_env) != '0', 'the app to be up')
-        first = wait_for(lambda: softioc_children(proc.pid), 'softIoc')[0]
+                 caget(f'{device}:IOC:HEARTBEAT', ca_env) != '0', timeout=30, what='the app to be up')
+        first = wait_for(lambda: softioc_children(proc.pid), timeout=30, what='softIoc')[0]
         os.kill(first, signal.SIGKILL)
-        second = wait_for(lambda: [p for p in softioc_children(proc.pid) if p != first], 'a new softIoc')[0]
+        second = wait_for(lambda: [p for p in softioc_children(proc.pid) if p != first], timeout=30,
+                          what='a new softIoc')[0]
         wait_for(lambda: answers(f'{device}:IOC:RESTARTS', ca_env) and
-                 caget(f'{device}:IOC:RESTARTS', ca_env) == '1', 'RESTARTS 1 from the restarted IOC')
+                 caget(f'{device}:IOC:RESTARTS', ca_env) == '1', timeout=30, what='RESTARTS 1 from the restarted IOC')
         caput(f'{device}:intval', '12', ca_env)
         assert caget(f'{device}:calc', ca_env) == '12'      # the restarted IOC works: its CP links too
         assert proc.poll() is None
         killed = [first, second]
         os.kill(second, signal.SIGKILL)
         for _ in range(3):    # deaths 3, 4, 5: each new softIoc killed as soon as it appears
-            pid = wait_for(lambda: [p for p in softioc_children(proc.pid) if p not in killed], 'a new softIoc')[0]
+            pid = wait_for(lambda: [p for p in softioc_children(proc.pid) if p not in killed], timeout=30,
+                           what='a new softIoc')[0]
             os.kill(pid, signal.SIGKILL)
             killed.append(pid)
         out, _ = proc.communicate(timeout=60)
