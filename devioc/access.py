@@ -30,6 +30,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from . import dbd
+
 if TYPE_CHECKING:  # pragma: no cover
     from .checks import CheckMessage
 
@@ -46,7 +48,7 @@ _ACF_BLOCK = re.compile(r'\bASG\s*\(\s*([^\s")]+)\s*\)\s*\{')
 _OPEN_WRITE = re.compile(r'\bRULE\s*\(\s*1\s*,\s*WRITE\s*(?:,\s*\w+\s*)?\)(?!\s*\{)')
 #: an .acf's comments, quoted strings and ASG(name) heads, in the order the file has them
 _ACF_TOKENS = re.compile(r'"[^"\n]*"|#[^\n]*|\bASG\s*\(\s*("?)([^\s")]+)\1\s*\)')
-_SMALLEST_NORMAL = 2.2250738585072014e-308
+_SMALLEST_NORMAL = dbd.FLOAT_MIN['DBF_DOUBLE']   # iocsh cannot parse a subnormal double
 _DOUBLE = 6  # DBR_DOUBLE: the CA type of an ao/ai/calc VAL
 
 
