@@ -3,19 +3,32 @@
 EPICS Channel Access and PV Access (QSRV in softIocPVA) apply one access security file (.acf),
 loaded by ``asSetFilename`` before ``iocInit`` (EPICS Application Developer's Guide, "Access
 Security"). A record's ASG field names its group; each group's RULEs say who may READ or WRITE,
-by user (UAG) and host (HAG) as the client reports them. devioc renders that file from the model:
+by user (UAG) and host (HAG) as the client reports them, and up to which access security level:
+each field of a record type has one, ASL0 or ASL1, in the .dbd (``asl()``; :attr:`devioc.dbd.FieldDef.asl`).
+ASL0 holds the values (VAL, and a few others such as calcout's OVAL); ASL1 everything else, the
+configuration: SCAN, PROC, alarm limits, EGU, DESC, and the link fields (INP, OUT, DOL, FLNK).
+devioc renders that file from the model:
 
-- ``ASG(DEFAULT)``: everyone reads and writes (fields with no ASG), unless ``Meta.access`` gives
-  ``'DEFAULT'`` its own writers;
+- ``ASG(DEFAULT)``: everyone reads and writes the fields with no ASG, up to ``Meta.access_level``
+  (0 unless the class says: values only), unless ``Meta.access`` gives ``'DEFAULT'`` its own writers;
 - ``ASG(DEVIOC_RO)``: everyone reads, nobody writes: the fields declared ``read_only=True`` (the
   ``*Input`` kinds by default);
 - one ``ASG`` per group of ``class Meta: access = {'OPS': {'users': [...], 'hosts': [...]}}``:
   everyone reads; a client writes when its user is listed (if ``users`` is given) and its host is
-  listed (if ``hosts`` is given). A group with neither list is written by nobody.
+  listed (if ``hosts`` is given), up to the group's ``'level'`` (``Meta.access_level`` when it does
+  not say). A group with neither list is written by nobody.
+
+Why level 0 by default: access security guards Channel Access and PV Access puts, not the
+database's own links. A client that may write a writable record's link field could point it at a
+read-only record (``caput DEV:w.OUT 'DEV:ro PP'``, then ``caput DEV:w 666``) and write it through
+the database. Keeping the link fields (ASL1) out of clients' reach makes ``read_only`` hold.
+``Meta.access_level = 1`` (or a group's ``'level': 1``) gives its writers the configuration fields
+back, as the original devioc, which loaded no .acf, did for everyone.
 
 A rule cannot tell the app's own CA client from ``caput`` run by the same user on the same host,
-so the app does not write read-only records through CA at all: it writes them through softIoc's
-shell on its stdin (``dbpf``), which no access rule applies to (:func:`shell_line`, and
+so the app does not write through CA what clients may not: it writes read-only records, restricted
+groups and the configuration fields beyond the clients' level through softIoc's shell on its
+stdin (``dbpf``), which no access rule applies to (:func:`shell_line`, and
 :meth:`devioc.softioc.IOCProcess.command`).
 """
 from __future__ import annotations
@@ -45,11 +58,13 @@ _BAD_NAME = re.compile(r'["\\\n\r\x00]')
 #: an .acf's comments and quoted strings; the head of a group's block; a RULE that lets everyone write
 _ACF_NOISE = re.compile(r'"[^"\n]*"|#[^\n]*')
 _ACF_BLOCK = re.compile(r'\bASG\s*\(\s*([^\s")]+)\s*\)\s*\{')
-_OPEN_WRITE = re.compile(r'\bRULE\s*\(\s*1\s*,\s*WRITE\s*(?:,\s*\w+\s*)?\)(?!\s*\{)')
+_OPEN_WRITE = re.compile(r'\bRULE\s*\(\s*([01])\s*,\s*WRITE\s*(?:,\s*\w+\s*)?\)(?!\s*\{)')
 #: an .acf's comments, quoted strings and ASG(name) heads, in the order the file has them
 _ACF_TOKENS = re.compile(r'"[^"\n]*"|#[^\n]*|\bASG\s*\(\s*("?)([^\s")]+)\1\s*\)')
 _SMALLEST_NORMAL = dbd.FLOAT_MIN['DBF_DOUBLE']   # iocsh cannot parse a subnormal double
 _DOUBLE = 6  # DBR_DOUBLE: the CA type of an ao/ai/calc VAL
+#: the access security levels a RULE takes (asLib: 0 and 1)
+LEVELS = (0, 1)
 
 
 def meta_access(model_class: type) -> dict | None:
@@ -58,12 +73,27 @@ def meta_access(model_class: type) -> dict | None:
     return getattr(meta, 'access', None) if meta is not None else None
 
 
-def groups(access: Any) -> dict[str, dict[str, list[str]]]:
-    """``Meta.access`` as ``{group: {'users': [...], 'hosts': [...]}}`` (only the lists given).
+def access_level(model_class: type) -> int:
+    """``Meta.access_level``: the access security level up to which clients write the fields of
+    DEFAULT and of the ``Meta.access`` groups that give no ``'level'`` (0 when the class does not
+    say, or says something :func:`check_access` refuses).
+    """
+    meta = getattr(model_class, 'Meta', None)
+    level = getattr(meta, 'access_level', 0) if meta is not None else 0
+    return level if _is_level(level) else 0
+
+
+def _is_level(level: Any) -> bool:
+    return isinstance(level, int) and not isinstance(level, bool) and level in LEVELS
+
+
+def groups(access: Any, default_level: int = 0) -> dict[str, dict[str, Any]]:
+    """``Meta.access`` as ``{group: {'users': [...], 'hosts': [...], 'level': 0|1}}`` (only the
+    lists given; ``level`` always, ``default_level`` when the group does not say).
 
     Call :func:`check_access` first: malformed entries are skipped here.
     """
-    out: dict[str, dict[str, list[str]]] = {}
+    out: dict[str, dict[str, Any]] = {}
     if not isinstance(access, dict):
         return out
     for name, rule in access.items():
@@ -71,12 +101,15 @@ def groups(access: Any) -> dict[str, dict[str, list[str]]]:
             continue
         out[str(name)] = {key: [str(v) for v in rule[key]] for key in ('users', 'hosts')
                           if isinstance(rule.get(key), (list, tuple))}
+        out[str(name)]['level'] = rule['level'] if _is_level(rule.get('level')) else default_level
     return out
 
 
 def uses_access(model_class: type) -> bool:
-    """True when the model needs an access security file: a read-only field, or ``Meta.access``."""
-    return meta_access(model_class) is not None or any(
+    """True when the model needs an access security file: a read-only field, ``Meta.access`` or
+    ``Meta.access_level``."""
+    meta = getattr(model_class, 'Meta', None)
+    return meta_access(model_class) is not None or hasattr(meta, 'access_level') or any(
         getattr(record, 'read_only', False) for record in model_class._fields.values())
 
 
@@ -107,32 +140,52 @@ def check_client_hooks(model_class: type, callbacks: Any) -> list:
     return messages
 
 
-def through_shell(model: Any, record: Any) -> bool:
+def serves_acf(model: Any) -> bool:
+    """True when the model's softIoc loads an access security file: a site's (``acf=``), or the one
+    devioc renders (:func:`uses_access`; health records are read-only too, so they need it)."""
+    return getattr(model, '_acf', None) is not None or uses_access(type(model)) or \
+        getattr(model, '_health', None) is not None
+
+
+def through_shell(model: Any, record: Any, field: str = 'VAL') -> bool:
     """True when the app writes this field through softIoc's shell rather than Channel Access.
 
     The app owns its records: its own puts must not depend on the rules it gives clients (the app's
     user is rarely among a group's writers, and a read-only field has none). So the app writes
     through the shell every read-only field, every field of a group ``Meta.access`` restricts
-    (``DEFAULT`` included when it names it), and with a site's file (``acf=``) every field whose
-    group that file does not open to every writer (:func:`open_groups`: a site's DEFAULT is often
-    written by its operators only). Other fields keep the CA put (its put-callback waits for
-    asynchronous processing, which the shell's ``dbpf`` does not).
+    (``DEFAULT`` included when it names it), every field beyond the level DEFAULT opens to everyone
+    (``Meta.access_level``: the configuration fields, ASL1, unless it is 1), and with a site's file
+    (``acf=``) every field beyond what that file opens to every writer (:func:`open_groups`: a
+    site's DEFAULT is often written by its operators only). Other fields keep the CA put (its
+    put-callback waits for asynchronous processing, which the shell's ``dbpf`` does not).
+
+    Args:
+        model: the :class:`devioc.models.Model`.
+        record: the field's record kind (:class:`devioc.records.Record`).
+        field: the record field written (``'PROC'`` for ``<pv>.PROC``), whose access security level
+            (:attr:`devioc.dbd.FieldDef.asl`) the group's rule must reach.
     """
     if getattr(record, 'read_only', False):
         return True
+    if model is None or not serves_acf(model):   # no .acf: clients write every field (the original devioc)
+        return False
+    fdef = dbd.fields(getattr(record, 'record', '') or '').get(field.upper())
+    needed = fdef.asl if fdef is not None else 1
     asg = _expanded_asg(record.fields.get('ASG'), getattr(model, '_macros', None)) or DEFAULT_GROUP
     site = getattr(model, '_acf', None)
-    if site is not None:   # the site's groups that every client writes are CA; the rest the shell
+    if site is not None:   # what the site opens to every client is CA; the rest the shell
         opened = getattr(model, '_acf_open', None)
         if opened is None:
             try:
                 opened = open_groups(site)
             except OSError:
-                opened = set()
+                opened = {}
             model._acf_open = opened
-        return asg not in opened
+        return opened.get(asg, -1) < needed
     rules = meta_access(type(model))
-    return rules is not None and asg in groups(rules)
+    if rules is not None and asg in groups(rules):
+        return True
+    return needed > access_level(type(model))
 
 
 def _expanded_asg(asg: Any, macros: Any) -> Any:
@@ -170,6 +223,8 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
     messages: list[CheckMessage] = []
     name = model_class.__name__
     access = meta_access(model_class)
+    if acf_groups is None and not macro_asgs_only:
+        messages.extend(_check_level(model_class))
     if access is not None and acf_groups is None and not macro_asgs_only:
         messages.extend(_check_meta(access, f'{name}.Meta.access'))
     if acf_groups is not None:
@@ -215,6 +270,20 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
     return messages
 
 
+_LEVEL_HINT = ('give 0 (clients write values: VAL and the other ASL0 fields) or 1 (also the configuration: SCAN, '
+               'PROC, alarm limits, links and the other ASL1 fields)')
+
+
+def _check_level(model_class: type) -> list['CheckMessage']:
+    from .checks import CheckMessage
+
+    meta = getattr(model_class, 'Meta', None)
+    if meta is None or not hasattr(meta, 'access_level') or _is_level(meta.access_level):
+        return []
+    return [CheckMessage('devioc.E027', f'Meta.access_level = {meta.access_level!r} is no access security level',
+                         _LEVEL_HINT, f'{model_class.__name__}.Meta.access_level')]
+
+
 def _check_meta(access: Any, where: str) -> list['CheckMessage']:
     from .checks import CheckMessage
 
@@ -231,10 +300,13 @@ def _check_meta(access: Any, where: str) -> list['CheckMessage']:
         if not isinstance(rule, dict):
             messages.append(CheckMessage('devioc.E027', f'group {group!r}: {rule!r} is not a dict', example, where))
             continue
-        unknown = sorted(set(rule) - {'users', 'hosts'})
+        unknown = sorted(set(rule) - {'users', 'hosts', 'level'})
         if unknown:
             messages.append(CheckMessage('devioc.E027', f'group {group!r}: unknown key(s) {unknown}',
-                                         "give 'users' and/or 'hosts'", where))
+                                         "give 'users' and/or 'hosts', and 'level' if needed", where))
+        if 'level' in rule and not _is_level(rule['level']):
+            messages.append(CheckMessage('devioc.E027', f"group {group!r}: 'level' {rule['level']!r} is no access "
+                                         'security level', _LEVEL_HINT, where))
         for key in ('users', 'hosts'):
             names = rule.get(key)
             if names is None:
@@ -263,51 +335,58 @@ def site_groups(path: str | os.PathLike) -> set[str]:
     return {found.group(2) for found in _ACF_TOKENS.finditer(text) if found.group(2)}
 
 
-def open_groups(path: str | os.PathLike) -> set[str]:
-    """The ASGs of a site's access security file that every client may write: an unconditional
-    ``RULE(1, WRITE)`` (no UAG, HAG or CALC block). The app writes the fields of every other group
+def open_groups(path: str | os.PathLike) -> dict[str, int]:
+    """The ASGs of a site's access security file that every client may write, with the highest
+    level it may write: an unconditional ``RULE(1, WRITE)`` or ``RULE(0, WRITE)`` (no UAG, HAG or
+    CALC block). The app writes the fields beyond it, and every field of every other group,
     through softIoc's shell, as its own user is not known to be among their writers.
+
+    Returns:
+        ``{group: 0 or 1}``.
 
     Raises:
         OSError: the file cannot be read.
     """
     text = _ACF_NOISE.sub(lambda found: '""' if found.group().startswith('"') else ' ',
                           Path(path).read_text(encoding='utf-8', errors='replace'))
-    opened = set()
+    opened: dict[str, int] = {}
     for head in _ACF_BLOCK.finditer(text):
         depth, end = 1, head.end()
         while end < len(text) and depth:
             depth += {'{': 1, '}': -1}.get(text[end], 0)
             end += 1
-        if _OPEN_WRITE.search(text[head.end():end - 1]):
-            opened.add(head.group(1))
+        levels = [int(rule.group(1)) for rule in _OPEN_WRITE.finditer(text[head.end():end - 1])]
+        if levels:
+            opened[head.group(1)] = max(levels)
     return opened
 
 
 def render_acf(model_class: type, device: str) -> str:
     """The .acf text for a model: DEFAULT, DEVIOC_RO and one group per ``Meta.access`` entry.
 
-    A group's writers: its ``users`` (if given) on its ``hosts`` (if given); nobody when it gives
-    neither list, or an empty one. ``DEFAULT`` (fields without ASG) is written by everyone unless
-    ``Meta.access`` names it.
+    A group's writers: its ``users`` (if given) on its ``hosts`` (if given), up to its ``level``;
+    nobody when it gives neither list, or an empty one. ``DEFAULT`` (fields without ASG) is written
+    by everyone, up to ``Meta.access_level``, unless ``Meta.access`` names it.
     """
     from .render import environment
 
-    rules = groups(meta_access(model_class))
+    level = access_level(model_class)
+    rules = groups(meta_access(model_class), level)
     default = rules.pop(DEFAULT_GROUP, None)
-    items = [_group(DEFAULT_GROUP, default), {'name': RO_GROUP, 'users': [], 'hosts': [], 'write': 'none'}]
-    items += [_group(name, rule) for name, rule in sorted(rules.items())]
+    items = [_group(DEFAULT_GROUP, default, level),
+             {'name': RO_GROUP, 'users': [], 'hosts': [], 'write': 'none', 'level': 0}]
+    items += [_group(name, rule, level) for name, rule in sorted(rules.items())]
     return environment().get_template('model.acf.j2').render(
         model=model_class.__name__, device=device, ro_group=RO_GROUP, groups=items)
 
 
-def _group(name: str, rule: dict[str, list[str]] | None) -> dict[str, Any]:
+def _group(name: str, rule: dict[str, Any] | None, level: int) -> dict[str, Any]:
     if rule is None:
-        return {'name': name, 'users': [], 'hosts': [], 'write': 'all'}
+        return {'name': name, 'users': [], 'hosts': [], 'write': 'all', 'level': level}
     users, hosts = rule.get('users'), rule.get('hosts')
     nobody = (users is None and hosts is None) or users == [] or hosts == []
     return {'name': name, 'users': [f'"{u}"' for u in users or []], 'hosts': [f'"{h}"' for h in hosts or []],
-            'write': 'none' if nobody else 'rule'}
+            'write': 'none' if nobody else 'rule', 'level': rule.get('level', level)}
 
 
 # -- the app's own writes to read-only records, through the IOC shell

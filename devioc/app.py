@@ -252,6 +252,9 @@ class Hooks:
             proc = Integer('x')
             proc.attname = f'{attname}.PROC'
             self.proc[attname] = pvs[proc.attname] = PV(pv_name + '.PROC', proc, self.model)
+            # PROC is a configuration field (ASL1): the shell when clients may not write it, and
+            # whenever the record itself is written that way (read-only, a restricted group)
+            pvs[proc.attname]._shell |= self.model._pvs[attname]._shell
         return pvs
 
     # -- start

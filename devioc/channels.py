@@ -279,9 +279,10 @@ class PV:
         #: write_<field>: the app's twin and the detector (:mod:`devioc.writes`); None without one
         self._writes: Any = None
         self._blocking = None  # a blocking field's state (devioc.blocking): the app's own puts are marked
-        #: read-only to CA/PVA clients, or in a restricted group: the app writes through softIoc's shell
+        #: read-only to CA/PVA clients, in a restricted group, or a field beyond the clients' access
+        #: security level (``<pv>.PROC``): the app writes through softIoc's shell
         from .access import through_shell  # (access, issue 14)
-        self._shell = through_shell(model, record)
+        self._shell = through_shell(model, record, name.rpartition('.')[2] if '.' in name else 'VAL')
         #: the validate_<field> state (devioc.validation), None without a hook (issue 14 §4)
         self._validation = None
         #: the alarm the app set (devioc.alarms), None unless the field is declared alarm=True (issue 14 §3)

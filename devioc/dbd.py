@@ -31,6 +31,7 @@ _FIELD = re.compile(r'^\s*field\((\w+)\s*,\s*(DBF_\w+)\s*\)')
 _SIZE = re.compile(r'^\s*size\((\d+)\)')
 _MENU_REF = re.compile(r'^\s*menu\((\w+)\)')
 _SPECIAL = re.compile(r'^\s*special\((\w+)\)')
+_ASL0 = re.compile(r'^\s*asl\(\s*ASL0\s*\)')
 _LINK = re.compile(r'^link\(\s*(\w+)\s*,')
 _DEVICE = re.compile(r'^device\(\s*(\w+)\s*,\s*\w+\s*,\s*\w+\s*,\s*"([^"]*)"\s*\)')
 
@@ -84,6 +85,9 @@ class FieldDef:
     size: int = 0
     menu: tuple[str, ...] = ()
     special: str = ''
+    #: the field's access security level (the .dbd's ``asl()``; ASL1 unless it says ASL0): an .acf
+    #: ``RULE(0, WRITE)`` lets clients write the ASL0 fields only (VAL, and calcout's ODLY, OVAL, ...)
+    asl: int = 1
 
     @property
     def settable(self) -> bool:
@@ -258,11 +262,12 @@ def _check_json_link(key: str, value: Any) -> None:
 
 def parse_dbd(text: str) -> dict:
     """Parse .dbd text into ``{'menus': {..}, 'records': {type: {field: [dbf, size, menu, special]}},
-    'devices': {type: [DTYP choices]}, 'links': [JSON link types]}``."""
+    'devices': {type: [DTYP choices]}, 'links': [JSON link types], 'asl0': {type: [ASL0 fields]}}``."""
     menus: dict[str, list[str]] = {}
     records: dict[str, dict[str, list]] = {}
     devices: dict[str, list[str]] = {}
     links: list[str] = []
+    asl0: dict[str, list[str]] = {}
     menu = record = field = None
     for line in text.splitlines():
         if match := _MENU.match(line):
@@ -286,7 +291,9 @@ def parse_dbd(text: str) -> dict:
             field[2] = match.group(1)
         elif record and field and (match := _SPECIAL.match(line)):
             field[3] = match.group(1)
-    return {'menus': menus, 'records': records, 'devices': devices, 'links': links}
+        elif record and field and _ASL0.match(line):
+            asl0.setdefault(record, []).append(next(reversed(records[record])))
+    return {'menus': menus, 'records': records, 'devices': devices, 'links': links, 'asl0': asl0}
 
 
 @lru_cache(maxsize=1)
@@ -313,11 +320,12 @@ def devices(record_type: str) -> tuple[str, ...]:
 def fields(record_type: str) -> dict[str, FieldDef]:
     """The fields of ``record_type``, by name (empty for a record type softIoc does not know)."""
     table = _table()
+    asl0 = set(table['asl0'].get(record_type, ()))
     out = {}
     for name, (dbf, size, menu, special) in table['records'].get(record_type, {}).items():
         choices = devices(record_type) if dbf == 'DBF_DEVICE' else \
             tuple(table['menus'].get(menu, ())) if menu else ()
-        out[name] = FieldDef(name, dbf, size, choices, special)
+        out[name] = FieldDef(name, dbf, size, choices, special, 0 if name in asl0 else 1)
     return out
 
 

@@ -77,6 +77,7 @@ class FieldChannel:
         self._lock = threading.Lock()
         self._callbacks: list[Callable[[Any, Any], None]] = []
         self._typed = False
+        self._shell: bool | None = None   # through the shell although the record is not (_through_shell)
 
     # -- connection
     def _channel(self, timeout: float = 5.0) -> Any:
@@ -198,12 +199,25 @@ class FieldChannel:
         """
         self._to_ca(value)   # a bad value is refused before connecting
         owner = self._owner
-        if owner is not None and owner._shell:   # devioc.access: the app writes this record through the shell
+        if owner is not None and self._through_shell():   # devioc.access: the app writes it through the shell
             from .access import field_shell_line, shell_put
             line = field_shell_line(self, value)
             return shell_put(self._channel(min(timeout, 5.0)), value, wait, timeout,
                              process=getattr(owner.model, '_process', None), line=line)
         return self._channel(min(timeout, 5.0)).put(value, wait=wait, timeout=timeout)
+
+    def _through_shell(self) -> bool:
+        """True when the app writes this field through softIoc's shell: its record is written that way
+        (read-only, a restricted group), or clients may not write this field (a configuration field,
+        ASL1, above ``Meta.access_level``: :func:`devioc.access.through_shell`)."""
+        owner = self._owner
+        if owner._shell:
+            return True
+        shell = self._shell
+        if shell is None:
+            from .access import through_shell
+            shell = self._shell = through_shell(owner.model, owner.record, self.field)
+        return shell
 
     def add_callback(self, fn: Callable[[Any, Any], None]) -> None:
         """Call ``fn(channel, value)`` on the reactor thread on every value the field posts (its first too).
