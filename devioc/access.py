@@ -582,4 +582,21 @@ def shell_put(pv: Any, value: Any, wait: bool, timeout: float,
         why = 'the IOC exited' if process.exited.is_set() else f'it was not completed within {timeout:.1f} s'
         logging.getLogger('devioc.channels').error('put of %r to %s failed: %s', value, pv.name, why)
         return False
+    if _put_disabled(pv.name, min(timeout, 5.0)):
+        logging.getLogger('devioc.channels').error(
+            'put of %r to %s failed: the record has DISP=1, so softIoc refuses puts to its fields (put DISP 0 '
+            'first)', value, pv.name)
+        return False
     return True
+
+
+def _put_disabled(name: str, timeout: float) -> bool:
+    """True when the record of PV ``name`` has DISP=1: ``dbpf``, like a CA put, is then refused by
+    dbPutField (EPICS base dbAccess.c), but says so only by printing the old value, so a waited
+    shell put reads DISP to report it as a CA put-callback would."""
+    record, _, field = name.partition('.')
+    if field.rstrip('$').upper() == 'DISP':
+        return False
+    import epics
+
+    return epics.caget(f'{record}.DISP', timeout=timeout) == 1

@@ -339,8 +339,13 @@ class Hooks:
         if value is None or self.state != 'running':
             return
         pv = self.model._pvs[attname]
-        pv.put(value)               # the VAL of a scanned record: set, but not processed ...
-        self.proc[attname].put(1)   # ... until PROC: clients see the value now (PUTF: no extra tick)
+        proc = self.proc[attname]
+        if proc._shell and not pv._shell:   # PROC goes through softIoc's shell (devioc.access): VAL on the
+            from .access import shell_put   # same ordered stream, so that PROC cannot overtake it
+            shell_put(pv, value, False, 0.0)
+        else:
+            pv.put(value)           # the VAL of a scanned record: set, but not processed ...
+        proc.put(1)                 # ... until PROC: clients see the value now (PUTF: no extra tick)
 
     # -- stop
     def stop(self) -> Any:

@@ -212,8 +212,9 @@ class Model(metaclass=ModelType):
         health: serve the health records ``<device>:IOC:HEARTBEAT`` ... (:mod:`devioc.health`);
             by default ``Meta.health`` if the class says, else True.
         acf: a site's EPICS access security file to load instead of the one devioc renders from
-            ``Meta.access`` and the read-only fields (:mod:`devioc.access`); it must define every
-            ASG the fields use, and ``DEVIOC_RO`` when a field is read-only (devioc.E027).
+            ``Meta.access``, ``Meta.access_level`` and the read-only fields (:mod:`devioc.access`:
+            clients write values, ASL0 fields, unless ``Meta.access_level = 1``); it must define
+            every ASG the fields use, and ``DEVIOC_RO`` when a field is read-only (devioc.E027).
     """
 
     _fields: dict[str, Record] = {}

@@ -28,6 +28,9 @@ class Decay(models.Model):
     K = models.Float('K', default=10.0, min_val=1e-3, max_val=1e9, units='s', desc='The decay constant')
     Tvar = models.Float('Tvar', default=10.0, desc='The scale of the initial excursion')
 
+    class Meta:
+        access_level = 1   # clients may set SCAN (a configuration field), as the original's
+
 
 class DecayApp:
     """An exponential decay of I to the setpoint SP; done when close."""

@@ -21,6 +21,9 @@ class ScanRate(models.Model):
     scanned = models.FloatInput('scanned', SCAN='1 second', prec=3, units='s', read_only=False,
                                 desc='An ai with customizable scan rate')
 
+    class Meta:
+        access_level = 1   # clients may set SCAN (a configuration field), as the original's
+
 
 class ScanRateApp:
     """scanned holds the seconds between its last two scans; its SCAN field sets the rate."""

@@ -27,6 +27,9 @@ class Thermo(models.Model):
     omega = models.Float('omega', default=math.pi, desc='Oscillation frequency')
     Tvar = models.Float('Tvar', default=10, desc='Scale of oscillations')
 
+    class Meta:
+        access_level = 1   # clients may set SCAN (a configuration field), as the original's
+
 
 class ThermoApp:
     """A simulated temperature controller: I oscillates around SP with a decaying amplitude."""

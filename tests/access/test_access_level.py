@@ -6,10 +6,11 @@ import getpass
 import subprocess
 
 import pytest
+import pytest_twisted
 
 from devioc import access, dbd, models
 from devioc.checks import ModelError
-from devioc.testing import caget, epics_tool, tool_as_other_user, wait_for
+from devioc.testing import caget, epics_tool, tool_as_other_user, until, wait_for
 
 ME = getpass.getuser()
 
@@ -217,3 +218,51 @@ def test_a_site_file_open_at_level_0_keeps_the_apps_value_puts_on_ca(device, ca_
         assert _refused(_put([epics_tool('caput')], f'{device}:w.HIHI', '8', ca_env))
     finally:
         model.shutdown()
+
+
+def test_a_waited_shell_put_to_a_disabled_record_is_false(plant, ca_env):
+    """DISP=1 makes softIoc refuse puts to a record's fields; dbpf says so only by printing the old
+    value, so a waited put through the shell (a configuration field, a read-only record) reads DISP
+    and returns False, as a CA put-callback would; DISP itself stays writable."""
+    device = plant.device_name
+    assert plant.w._shell is False and plant.ro._shell is True
+    for pv in (plant.w, plant.ro):
+        assert pv.field('DISP').put(1, wait=True)
+        assert pv.field('HIHI').put(5.0, wait=True) is False
+        assert caget(f'{pv.name}.HIHI', ca_env) == '0'
+        assert pv.field('DISP').put(0, wait=True)
+        assert pv.field('HIHI').put(5.0, wait=True) is True
+    assert plant.ro.field('DISP').put(1, wait=True)
+    assert plant.ro.put(7.0, wait=True) is False and caget(f'{device}:ro', ca_env) == '0'
+    assert plant.ro.field('DISP').put(0, wait=True) and plant.ro.put(7.0, wait=True)
+    assert caget(f'{device}:ro', ca_env) == '7'
+
+
+class Scanned(models.Model):
+    level = models.Float('level', SCAN='.1 second', prec=1)
+    shown = models.FloatInput('shown', SCAN='.1 second', prec=1)   # read-only: its PROC through the shell too
+
+
+class ScanningApp:
+    def __init__(self):
+        self.count = 0
+
+    def scan_level(self, pv, ioc):
+        self.count += 1
+        return float(self.count)
+
+    def scan_shown(self, pv, ioc):
+        return 2.5
+
+
+@pytest_twisted.inlineCallbacks
+def test_scanned_fields_publish_at_the_default_level(run_model, ca_env):
+    """scan_<field> writes VAL then PROC, a configuration field clients may not write at level 0:
+    the app's PROC goes through the shell and every scan publishes, read-only fields included."""
+    app = ScanningApp()
+    ioc = run_model(Scanned, callbacks=app)
+    assert ioc._hooks.proc['level']._shell and ioc._hooks.proc['shown']._shell
+    yield until(lambda: app.count >= 5, 'five scans')
+    yield until(lambda: float(caget(f'{ioc.device_name}:level', ca_env)) >= 4, 'the scanned values published')
+    yield until(lambda: caget(f'{ioc.device_name}:shown', ca_env) == '2.5', 'the read-only scanned value')
+    assert _refused(_put([epics_tool('caput')], f'{ioc.device_name}:level.SCAN', 'Passive', ca_env))

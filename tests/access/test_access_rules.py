@@ -108,10 +108,10 @@ def test_acf_text():
     text = access.render_acf(Guarded, 'DEV')
     assert f'UAG(OPS_users) {{ "{ME}" }}' in text
     assert 'HAG(AWAY_hosts) { "elsewhere.invalid" }' in text
-    assert 'ASG(DEFAULT) {\n    RULE(1, WRITE)\n}' in text
+    assert 'ASG(DEFAULT) {\n    RULE(1, READ)\n    RULE(0, WRITE)\n}' in text   # values, not configuration
     assert 'ASG(DEVIOC_RO) {\n    RULE(1, READ)\n}' in text
     assert 'ASG(LOCKED) {\n    RULE(1, READ)\n}' in text
-    assert 'ASG(OPS) {\n    RULE(1, READ)\n    RULE(1, WRITE) {\n        UAG(OPS_users)\n    }\n}' in text
+    assert 'ASG(OPS) {\n    RULE(1, READ)\n    RULE(0, WRITE) {\n        UAG(OPS_users)\n    }\n}' in text
 
 
 def test_default_group_can_be_restricted():
@@ -122,7 +122,7 @@ def test_default_group_can_be_restricted():
             access = {'DEFAULT': {'users': ['ops'], 'hosts': ['console1']}}
 
     text = access.render_acf(Strict, 'DEV')
-    assert 'ASG(DEFAULT) {\n    RULE(1, READ)\n    RULE(1, WRITE) {\n        UAG(DEFAULT_users)\n' \
+    assert 'ASG(DEFAULT) {\n    RULE(1, READ)\n    RULE(0, WRITE) {\n        UAG(DEFAULT_users)\n' \
            '        HAG(DEFAULT_hosts)\n    }\n}' in text
 
 
@@ -419,12 +419,12 @@ ASG(DEVIOC_RO) { RULE(1, READ) }
 
 
 def test_open_groups_of_a_site_file(tmp_path):
-    """Only an unconditional RULE(1, WRITE) opens a group to every writer."""
+    """Only an unconditional RULE(1, WRITE) (or RULE(0, WRITE): values only) opens a group to every writer."""
     site = tmp_path / 'site.acf'
     site.write_text(OPS_DEFAULT + '# ASG(COMMENTED) { RULE(1, WRITE) }\n')
-    assert access.open_groups(site) == {'OPEN'}
+    assert access.open_groups(site) == {'OPEN': 1}
     site.write_text(SITE)
-    assert access.open_groups(site) == {'DEFAULT'}
+    assert access.open_groups(site) == {'DEFAULT': 1}
 
 
 class SitePlain(models.Model):

@@ -17,6 +17,9 @@ class Meter(models.Model):
     mode = models.Enum('mode', choices=['IDLE', 'RUN'])
     total = models.Calc('total', calc='A+B', inpa='$(device):temp CP NMS')
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: HIGH)
+
 
 @pytest.fixture
 def meter(run_model, ca_port):

@@ -18,6 +18,9 @@ class Pump(models.Model):
     speed = models.Integer('speed')
     temp = models.Float('temp', units='degC')
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: EGU)
+
 
 class App:
     def __init__(self):

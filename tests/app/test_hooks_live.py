@@ -29,6 +29,9 @@ class Station(models.Model):
     chained = models.Calc('chained', calc='A+1', inpa='$(device):chained NPP')
     relay = models.Float('relay', SCAN='10 second', FLNK='$(device):chained')
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: SCAN)
+
 
 class StationApp:
     def __init__(self):

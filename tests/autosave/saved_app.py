@@ -33,6 +33,9 @@ def main(argv=None):
         note = models.String('note', max_length=80, default='fresh', autosave=True)
         plain = models.Integer('plain', default=5)
 
+        class Meta:
+            access_level = 1   # clients edit configuration fields here (ASL1: HIHI, EGU)
+
     class App:
         def __init__(self, device):
             self.seen = set()

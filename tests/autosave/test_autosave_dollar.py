@@ -20,6 +20,9 @@ class Texts(models.Model):
     names = models.Array('names', type=str, length=3, autosave=True)             # STRING waveform VAL
     level = models.Float('level', default=1.0, autosave=('VAL', 'EGU'))          # a DBF_STRING extra field
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: EGU)
+
 
 def test_json_link_text_escapes_the_dollar():
     """A constant link's JSON text carries '$' as \\u0024, which dbLoadRecords leaves alone."""

@@ -18,6 +18,9 @@ class Heater(models.Model):
     A = models.Integer('a_upper')
     Gain = models.Float('gain')
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: HIHI)
+
 
 class App:
     def __init__(self):

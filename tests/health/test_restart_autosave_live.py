@@ -18,6 +18,9 @@ class Kept(models.Model):
     gap = models.Float('gap', default=1.0, autosave=('VAL', 'HIHI'))
     mode = models.Enum('mode', choices=['A', 'B', 'C'], autosave=True)
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: HIHI)
+
 
 class App:
     def __init__(self):

@@ -212,6 +212,9 @@ class Watched(models.Model):
     gain = models.Float('gain', default=2.0)
     count = models.Integer('count')
 
+    class Meta:
+        access_level = 1   # clients edit configuration fields here (ASL1: HIHI)
+
 
 class WatchingApp(App):
     """do_setpoint, write_gain, and a monitor on setpoint.HIHI through field()."""
