@@ -375,6 +375,8 @@ class PV:
         if self._subscription is None or self._chid is None:  # unmonitored: the first get() reads it
             done()
             return
+        if not _tls.attached:   # a thread's first CA call (an alarm change's read, devioc.alarms): without
+            ca_context.attach()  # the context its flush below went to a new, empty one and the read sat unsent
         key = next(_put_keys)
 
         def finished():

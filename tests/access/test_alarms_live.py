@@ -382,3 +382,30 @@ def test_alarm_survives_a_restart_and_shutdown_frees_the_server(run_model, devic
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as sock:
             sock.bind(('127.0.0.1', port))   # free again
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp', 'mode'])
+def test_alarm_set_from_a_new_thread_shows_at_once(plant, ca_env, field):
+    """A worker thread's first CA call is an alarm change (set_alarm, then put with severity=): it
+    is sent at once (the thread takes the model's CA context), not held until a 5 s timeout."""
+    import threading
+
+    pv = getattr(plant, field)
+    outcome = []
+
+    def worker(call):
+        start = time.monotonic()
+        try:
+            outcome.append(call())
+        except Exception as err:  # reported below, with the field
+            outcome.append(err)
+        outcome.append(time.monotonic() - start)
+
+    for call in (lambda: pv.set_alarm('MAJOR', status='COMM'),
+                 lambda: pv.put(1, severity='MINOR', status='HIGH', wait=True)):
+        thread = threading.Thread(target=worker, args=(call,))
+        thread.start()
+        thread.join(30)
+        result, took = outcome[-2:]
+        assert result is True, f'{pv.name}: {result!r} after {took:.1f} s'   # (the fault: a 5 s timeout)
+    wait_for(lambda: _alarm(pv.name, ca_env) == ('MINOR', 'HIGH'), timeout=10, what='the alarm')
