@@ -490,13 +490,15 @@ class PV:
                 not declared ``alarm=True``.
         """
         if severity is not None or status is not None or message is not None:  # alarms (issue 14 §3)
-            alarm = self._alarm  # the same severity as last time, as given: the plain put below
-            if alarm is None or status is not None or message is not None or severity != alarm.given \
-                    or alarm.from_validation:
-                from . import alarms
-                if severity is None:
-                    raise ValueError(f'put to {self.name}: status= and message= go with severity=')
-                return alarms.put(self, value, wait, timeout, severity, status, message)
+            alarm = self._alarm  # the same severity as last time, as given: the plain put, under the
+            if alarm is not None and status is None and message is None and severity == alarm.given:
+                with alarm.lock:  # alarm's lock: another thread's alarm change cannot come between
+                    if severity == alarm.given and not alarm.from_validation:   # the look and the put
+                        return self.put(value, wait=wait, timeout=timeout)
+            from . import alarms
+            if severity is None:
+                raise ValueError(f'put to {self.name}: status= and message= go with severity=')
+            return alarms.put(self, value, wait, timeout, severity, status, message)
         if self._shell:  # a read-only field (devioc.access): no CA client may write it, the app included
             from .access import shell_put
             return shell_put(self, value, wait, timeout)

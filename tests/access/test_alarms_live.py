@@ -384,6 +384,57 @@ def test_alarm_survives_a_restart_and_shutdown_frees_the_server(run_model, devic
             sock.bind(('127.0.0.1', port))   # free again
 
 
+def _camonitor_events(name, ca_env, run, low):
+    """Run ``run()`` while the C camonitor watches ``name``; the (value, severity) of its events of
+    values >= ``low``."""
+    monitor = subprocess.Popen([epics_tool('camonitor'), '-g', '8', name], env=ca_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)   # its first event (the current value) is in
+        run()
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out = monitor.communicate(timeout=10)[0]
+    events = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == name and float(parts[3]) >= low:
+            events.append((float(parts[3]), parts[5] if len(parts) >= 6 else 'NO_ALARM'))
+    return events, out
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp'])
+def test_threads_putting_with_different_severities_keep_each_value_with_its_own(plant, ca_env, field):
+    """Two threads put to one field at once, one even values with MAJOR, the other odd values with
+    NO_ALARM: each event the C camonitor sees carries the severity its value was put with. (A put
+    whose severity equals the last one takes the plain path: it must not slip past the other
+    thread's alarm change between its look at the last severity and its write.)"""
+    import threading
+
+    pv = getattr(plant, field)
+    rounds = 300
+
+    def worker(parity, severity):
+        for i in range(rounds):
+            pv.put(float(1000 + 2 * i + parity), severity=severity)
+
+    def run():
+        threads = [threading.Thread(target=worker, args=(0, 'MAJOR')),
+                   threading.Thread(target=worker, args=(1, 'NO_ALARM'))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert pv.put(-1.0, severity='MINOR', wait=True)   # the end, flushed (below 1000: not checked)
+
+    events, out = _camonitor_events(pv.name, ca_env, run, 1000)
+    wrong = [(value, severity) for value, severity in events
+             if severity != ('MAJOR' if int(value) % 2 == 0 else 'NO_ALARM')]
+    assert not wrong, f'{len(wrong)} of {len(events)} events carry the other thread\'s alarm: {wrong[:5]}'
+    assert len(events) >= 2 * rounds * 0.5, out   # libca may merge events under load, not most of them
+
+
 @pytest.mark.parametrize('field', ['heater', 'temp', 'mode'])
 def test_alarm_set_from_a_new_thread_shows_at_once(plant, ca_env, field):
     """A worker thread's first CA call is an alarm change (set_alarm, then put with severity=): it
