@@ -142,6 +142,9 @@ class AlarmState:
         #: the severity argument of the app's last call, as given: put() compares it first (the fast path)
         self.given: Any = 'NO_ALARM'
         self.lock = threading.Lock()   # the alarm's write and the value's that follows go out together
+        #: True after a restart until the field has been processed with the alarm (:func:`restore`):
+        #: the next set_alarm/put(severity=) goes through the handshake even when unchanged
+        self.stale = False
         self.channels: tuple[Any, Any] | None = None   # (hidden record, <pv>.PROC or None: shell route)
 
     def connect(self, pv: Any, reactor: Any) -> None:
@@ -207,7 +210,7 @@ def _new(pv: Any, state: AlarmState, severity: Any, status: Any, message: Any) -
     message is then replaced when one is given)."""
     sevr = severity_name(severity, pv.name)
     stat = status_name(status, sevr, pv.name)
-    if (sevr, stat) == (state.severity, state.status):
+    if (sevr, stat) == (state.severity, state.status) and not state.stale:
         if message is not None:
             state.message = str(message)
         state.given = severity
@@ -218,6 +221,7 @@ def _new(pv: Any, state: AlarmState, severity: Any, status: Any, message: Any) -
 
 def _commit(pv: Any, state: AlarmState, new: tuple[str, str, str], given: Any) -> None:
     state.severity, state.status, state.message = new
+    state.stale = False
     state.given = given
     if new[0] == 'NO_ALARM':
         logger.info('%s: alarm cleared', pv.name)
@@ -304,6 +308,48 @@ def _send(pv: Any, process: Any, line: bytes, wait: bool, timeout: float) -> boo
         logger.error('%s: the alarm was not set within %.1f s', pv.name, timeout)
         return False
     return not process.exited.is_set()
+
+
+def restore(model: Any, timeout: float = 5.0) -> None:
+    """After a restart (:func:`devioc.restart.start_again`, channels connected): show again the alarm
+    each ``alarm=True`` field had.
+
+    The new softIoc's records start in no alarm, and its hidden records take the sources' alarms
+    (kept by the app's CA server) only when their links connect, after the fields' PINI. A field that
+    processes at start (PINI: no output link) is processed once more, as ``set_alarm`` would, once
+    its hidden record holds the alarm. A field with an output link is not (that would write through
+    the link at every restart): it shows the alarm at its next processing, and the app's next
+    ``set_alarm``/``put(severity=)``, even of the same alarm, processes it.
+    """
+    for pv in list(getattr(model, '_pvs', {}).values()):
+        state = getattr(pv, '_alarm', None)
+        if state is None:
+            continue
+        with state.lock:
+            if state.severity == 'NO_ALARM':
+                continue
+            state.stale = True
+            try:
+                hidden = _channels(pv, state)[0]
+                wanted = (SEVERITIES.index(state.severity), STATUSES.index(state.status))
+                deadline = time.monotonic() + timeout
+                while (hidden.severity, hidden.status) != wanted and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                if (hidden.severity, hidden.status) != wanted:
+                    logger.error('%s: after the restart %s did not take the alarm %s %s within %.0f s',
+                                 pv.name, state.hidden, state.severity, state.status, timeout)
+                    continue
+                if str(pv.record.db_fields().get('PINI', '')).upper() not in ('YES', '1'):
+                    continue
+                if pv._shell:
+                    _send(pv, _process_of(pv), f'dbpf {_quote(pv.name + ".PROC")} 1 >/dev/null\n'.encode(), True,
+                          timeout)
+                else:
+                    _channels(pv, state)[1].put(1, wait=True, timeout=timeout)
+                state.stale = False
+            except RuntimeError as err:
+                logger.error('%s: the alarm %s %s was not shown again after the restart: %s', pv.name,
+                             state.severity, state.status, err)
 
 
 def attach(model: Any, records: dict[str, tuple[str, dict]]) -> Any:

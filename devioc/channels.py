@@ -493,7 +493,7 @@ class PV:
             alarm = self._alarm  # the same severity as last time, as given: the plain put, under the
             if alarm is not None and status is None and message is None and severity == alarm.given:
                 with alarm.lock:  # alarm's lock: another thread's alarm change cannot come between
-                    if severity == alarm.given and not alarm.from_validation:   # the look and the put
+                    if severity == alarm.given and not (alarm.from_validation or alarm.stale):   # the look, the put
                         return self.put(value, wait=wait, timeout=timeout)
             from . import alarms
             if severity is None:

@@ -460,3 +460,45 @@ def test_alarm_set_from_a_new_thread_shows_at_once(plant, ca_env, field):
         result, took = outcome[-2:]
         assert result is True, f'{pv.name}: {result!r} after {took:.1f} s'   # (the fault: a 5 s timeout)
     wait_for(lambda: _alarm(pv.name, ca_env) == ('MINOR', 'HIGH'), timeout=10, what='the alarm')
+
+
+class RestartPlant(models.Model):
+    temp = models.FloatInput('temp', default=20.0, alarm=True)    # PINI, written through the shell
+    heater = models.Float('heater', default=1.5, alarm=True)      # PINI, written over CA
+    out = models.Float('out', alarm=True, FLNK='$(device):count')  # an output link: no PINI
+    count = models.Calc('count', calc='A+1', inpa='$(device):count NPP')
+
+
+def test_a_restart_shows_the_alarm_again(run_model, device, ca_env):
+    """restart=True: after softIoc is killed, the new one's fields show the alarm the app had set
+    (those that process at start are processed once more; a field with an output link is not, so
+    nothing is written through it), and the app's next set_alarm, even of the same alarm, shows it."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+
+    class Counter:
+        restarts = 0
+
+        def on_ioc_restart(self, ioc):
+            Counter.restarts += 1
+
+    ioc = run_model(RestartPlant, callbacks=Counter(), restart=RestartPolicy(min_delay=0.1, max_delay=0.5))
+    assert ioc.temp.put(30.0, severity='MAJOR', status='HIHI', wait=True)
+    assert ioc.heater.set_alarm('INVALID', status='COMM', wait=True)
+    assert ioc.out.set_alarm('MINOR', status='LINK', wait=True)
+    for restarts in (1, 2):
+        os.kill(ioc._process.pid, signal.SIGKILL)
+        _turns(lambda: Counter.restarts == restarts and ioc._ready, 'the restart', timeout=60)
+        assert _alarm(f'{device}:temp', ca_env) == ('MAJOR', 'HIHI')
+        assert _alarm(f'{device}:heater', ca_env) == ('INVALID', 'COMM')
+        assert caget(f'{device}:out.SEVR', ca_env) == 'NO_ALARM'   # not processed since the start: FLNK not fired
+    count = float(caget(f'{device}:count', ca_env))
+    assert ioc.out.set_alarm('MINOR', status='LINK', wait=True)     # the same alarm: shown now, one processing
+    assert _alarm(f'{device}:out', ca_env) == ('MINOR', 'LINK') and float(caget(f'{device}:count', ca_env)) == count + 1
+    assert ioc.heater.set_alarm('INVALID', status='COMM', wait=True)   # shown already: nothing sent
+    assert float(caget(f'{device}:count', ca_env)) == count + 1
+    assert ioc.heater.put(2.5, severity='INVALID', status='COMM', wait=True)
+    assert ioc.heater.clear_alarm(wait=True) and ioc.temp.clear_alarm(wait=True)
+    assert _alarm(f'{device}:heater', ca_env) == _alarm(f'{device}:temp', ca_env) == ('NO_ALARM', 'NO_ALARM')
