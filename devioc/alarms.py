@@ -196,6 +196,8 @@ def _channels(pv: Any, state: AlarmState) -> tuple[Any, Any]:
     """The CA channels of ``state``, once connected (they connect with the model: this rarely waits)."""
     if state.channels is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    if not pv.connected:   # softIoc is down (dead, restarting): at once, as a put says it, not after 5 s
+        raise RuntimeError(f'cannot set the alarm of {pv.name}: {pv.name} is not connected: is the IOC running?')
     deadline = time.monotonic() + 5.0
     while not all(channel.connected for channel in state.channels if channel is not None):
         if time.monotonic() > deadline:

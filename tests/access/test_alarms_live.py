@@ -502,3 +502,32 @@ def test_a_restart_shows_the_alarm_again(run_model, device, ca_env):
     assert ioc.heater.put(2.5, severity='INVALID', status='COMM', wait=True)
     assert ioc.heater.clear_alarm(wait=True) and ioc.temp.clear_alarm(wait=True)
     assert _alarm(f'{device}:heater', ca_env) == _alarm(f'{device}:temp', ca_env) == ('NO_ALARM', 'NO_ALARM')
+
+
+def test_an_alarm_change_while_softioc_is_down_fails_at_once_and_keeps_the_alarm(run_model, device, ca_env):
+    """restart=True, softIoc killed and not started yet: set_alarm and put(severity=) raise
+    RuntimeError saying the IOC is not connected (as a plain put does), not after a 5 s wait; the
+    alarm the app had is shown again by the new softIoc."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+
+    class Counter:
+        restarts = 0
+
+        def on_ioc_restart(self, ioc):
+            Counter.restarts += 1
+
+    ioc = run_model(Plant, callbacks=Counter(), restart=RestartPolicy(min_delay=3.0, max_delay=3.0))
+    assert ioc.heater.set_alarm('MAJOR', status='HIHI', wait=True)
+    assert ioc.temp.set_alarm('MINOR', status='SOFT', wait=True)
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    _turns(lambda: not ioc.heater.connected and not ioc.temp.connected, 'the disconnection', timeout=10)
+    for call in (ioc.heater.clear_alarm, ioc.temp.clear_alarm, lambda: ioc.heater.set_alarm('INVALID'),
+                 lambda: ioc.temp.put(5.0, severity='INVALID', status='COMM')):
+        with pytest.raises(RuntimeError, match='is not connected: is the IOC running'):
+            call()
+    _turns(lambda: Counter.restarts == 1 and ioc._ready, 'the restart', timeout=60)
+    assert _alarm(f'{device}:heater', ca_env) == ('MAJOR', 'HIHI')
+    assert _alarm(f'{device}:temp', ca_env) == ('MINOR', 'SOFT')
