@@ -29,8 +29,9 @@ alarm; then a wait until the hidden record's monitor shows it; then the public r
 (``set_alarm``: one processing, in which an output record writes its OUT link again and fires its
 FLNK, as any processing does). Measured on loopback: 1.3 ms per isolated alarm change (median),
 about 11 ms when changes follow each other (caproto batches events that come within 10 ms). A ``put`` whose severity and status do not change takes the ordinary path,
-with no extra write. Clients cannot change the alarm: the source refuses puts, and a put to the
-hidden record only reads the source again.
+with no extra write. Clients cannot change the alarm: the source refuses puts, and the hidden record
+is in the read-only group (``DEVIOC_RO``, :func:`needs_acf`). A client allowed to write the field may
+write its SDIS too (access security is per record).
 """
 from __future__ import annotations
 
@@ -87,17 +88,25 @@ def status_name(status: Any, severity: str, pv_name: str) -> str:
                      f'{", ".join(STATUSES[1:])} (EPICS menuAlarmStat; NO_ALARM goes with severity NO_ALARM)')
 
 
+def needs_acf(model_class: type) -> bool:
+    """True when ``model_class`` has an ``alarm=True`` field: its hidden record is in the read-only
+    group, which only an access security file makes hold (:mod:`devioc.access`)."""
+    return any(getattr(field, 'alarm', False) for field in model_class._fields.values())
+
+
 def sdis_link(record_name: str) -> str:
     """The SDIS link an ``alarm=True`` record gets (``record_name`` unexpanded, as declared)."""
     return f'$(device):{record_name}{SUFFIX}.DISA NPP MSS'
 
 
 def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> list[tuple[str, str, dict]]:
-    """``(record type, name, fields)`` of the hidden mbbi of every ``alarm=True`` field.
+    """``(record type, name, fields)`` of the hidden longin of every ``alarm=True`` field (in the
+    read-only group, ``DEVIOC_RO``).
 
     Raises:
         ValueError: a hidden name is taken by a field, or longer than EPICS allows.
     """
+    from .access import RO_GROUP
     from .checks import MAX_NAME
 
     names = {name for name, _ in records.values()}
@@ -117,9 +126,9 @@ def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> l
         # record's PINI reads
         fields: dict[str, Any] = {'DESC': f'alarm of {name}'[:40], 'INP': f'{hidden}{SOURCE} CP MSS',
                                   'UDF': 0, 'STAT': 'NO_ALARM', 'SEVR': 'NO_ALARM', 'PHAS': -1}
-        asg = model_class._fields[att].db_fields().get('ASG')
-        if asg:   # the field's group: the app writes the alarm the way it writes the field
-            fields['ASG'] = asg
+        # nobody writes it, the app included (it only reads it): without a group any client could set
+        # its alarm limits (HIHI, HHSV), simulation (SIMM, SIMS) or INP and so change or clear the alarm
+        fields['ASG'] = RO_GROUP
         out.append(('longin', hidden, fields))
     return out
 

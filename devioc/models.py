@@ -381,7 +381,8 @@ class Model(metaclass=ModelType):
                 db.write(self._rpc.extra_db())
         acf_file = self._acf  # access (issue 14): a site's file, or the one rendered from the model
         # health records are read-only too: their group needs the file even when no field is read-only
-        if acf_file is None and (access.uses_access(type(self)) or self._health is not None):
+        if acf_file is None and (access.uses_access(type(self)) or self._health is not None
+                                 or alarms.needs_acf(type(self))):   # devioc.alarms: the hidden records' group
             acf_file = self._directory / f'{self._db_name}.acf'
             acf_file.write_text(render.render_acf(type(self), self._device_name))
         cmd_file.write_text(render.render_cmd(type(self), self._device_name, db_filename=db_file.name,

@@ -531,3 +531,30 @@ def test_an_alarm_change_while_softioc_is_down_fails_at_once_and_keeps_the_alarm
     _turns(lambda: Counter.restarts == 1 and ioc._ready, 'the restart', timeout=60)
     assert _alarm(f'{device}:heater', ca_env) == ('MAJOR', 'HIHI')
     assert _alarm(f'{device}:temp', ca_env) == ('MINOR', 'SOFT')
+
+
+def test_clients_cannot_write_the_hidden_alarm_record(device, ca_port, ca_env):
+    """No client, of this user or another, writes the hidden record (DEVIOC_RO, with the .acf loaded
+    for it even in a model with no read-only field): it could otherwise set the app's field in alarm
+    (its own HIHI/HHSV) or clear the app's alarm (INP, SIMM); the alarm the app set is still what the
+    field shows after the attempts and a client's put."""
+    from devioc.testing import tool_as_other_user
+
+    hidden = render_db(Guarded, 'DEV').split('record(longin, "DEV:level:alarm")')[1].split('}')[0]
+    assert 'field(ASG, "DEVIOC_RO")' in hidden
+    model = Guarded(device, ca_port=ca_port)   # one writable alarm=True field, nothing else
+    try:
+        name = f'{device}:level'
+        assert model.level.set_alarm('MINOR', status='SOFT', wait=True)
+        writes = [('HIHI', '-1'), ('HHSV', 'MAJOR'), ('SIMM', 'YES'), ('INP', '0'), ('DISV', '0'), ('PROC', '1')]
+        for prefix in ([epics_tool('caput')], tool_as_other_user('caput')):
+            for field, value in writes:
+                done = subprocess.run([*prefix, '-w', '3', f'{name}:alarm.{field}', value], env=ca_env,
+                                      capture_output=True, text=True, timeout=30)
+                assert done.returncode != 0 and 'Write access denied' in done.stdout + done.stderr, \
+                    (prefix, field, done.stdout + done.stderr)
+        caput(name, 6.5, ca_env)   # processed again: it reads the hidden record, untouched
+        assert _alarm(name, ca_env) == ('MINOR', 'SOFT') and caget(f'{name}:alarm.HIHI', ca_env) == '0'
+        assert model.level.clear_alarm(wait=True) and _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+    finally:
+        model.shutdown()
