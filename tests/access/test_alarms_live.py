@@ -558,3 +558,23 @@ def test_clients_cannot_write_the_hidden_alarm_record(device, ca_port, ca_env):
         assert model.level.clear_alarm(wait=True) and _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
     finally:
         model.shutdown()
+
+
+def test_the_alarm_source_refuses_a_client_write_quietly(plant, ca_env, caplog):
+    """The source on the app's caproto server is read-only to clients: a caput of this user (other
+    users are refused at connection) gets "Write access denied", the alarm stays, and the app's log
+    gets no traceback."""
+    import logging
+
+    name = f'{plant.device_name}:heater'
+    assert plant.heater.set_alarm('MAJOR', status='HIHI', wait=True)
+    env = dict(ca_env, EPICS_CA_ADDR_LIST=plant._alarm_server.address)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        done = subprocess.run([epics_tool('caput'), '-w', '3', f'{name}:alarm:app', '0'], env=env,
+                              capture_output=True, text=True, timeout=30)
+        time.sleep(0.5)   # the server's log of the write, if any
+    assert done.returncode != 0 and 'Write access denied' in done.stdout + done.stderr, done.stdout + done.stderr
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    caput(name, 2.5, ca_env)
+    assert _alarm(name, ca_env) == ('MAJOR', 'HIHI')
