@@ -36,9 +36,12 @@ write its SDIS too (access security is per record).
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 import time
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +65,9 @@ def severity_name(severity: Any, pv_name: str) -> str:
     """
     if isinstance(severity, str) and severity.strip().upper() in SEVERITIES:
         return severity.strip().upper()
-    if isinstance(severity, int) and not isinstance(severity, bool) and 0 <= severity < len(SEVERITIES):
-        return SEVERITIES[severity]
+    if isinstance(severity, numbers.Integral) and not isinstance(severity, (bool, np.bool_)) \
+            and 0 <= severity < len(SEVERITIES):   # numpy's integers too (a severity computed by numpy)
+        return SEVERITIES[int(severity)]
     raise ValueError(f'cannot set the alarm of {pv_name} to severity {severity!r}: give 0-3 or one of '
                      f'{", ".join(SEVERITIES)}')
 

@@ -244,7 +244,9 @@ def test_severity_and_status_names():
     from devioc.alarms import severity_name, status_name
     assert [severity_name(s, 'X') for s in (0, 1, 2, 3, 'major', ' Invalid ')] == \
         ['NO_ALARM', 'MINOR', 'MAJOR', 'INVALID', 'MAJOR', 'INVALID']
-    for bad in (4, -1, True, 1.0, 'HIGH', None):
+    import numpy as np
+    assert [severity_name(s, 'X') for s in (np.int64(2), np.uint8(3), np.int32(0))] == ['MAJOR', 'INVALID', 'NO_ALARM']
+    for bad in (4, -1, True, 1.0, 'HIGH', None, np.bool_(True), np.int64(4), np.float64(1.0)):
         with pytest.raises(ValueError, match="X to severity"):
             severity_name(bad, 'X')
     assert status_name(None, 'MINOR', 'X') == 'STATE' and status_name('state', 'MAJOR', 'X') == 'STATE'
