@@ -272,11 +272,17 @@ def _show(pv: Any, state: AlarmState, new: tuple[str, str, str], timeout: float 
 
 
 def set_alarm(pv: Any, severity: Any, status: Any = None, message: Any = None, wait: bool = False,
-              timeout: float = 30.0) -> bool:
-    """Show ``severity`` on the record of ``pv`` now (:meth:`devioc.channels.PV.set_alarm`)."""
+              timeout: float = 30.0, only_refusal: bool = False) -> bool:
+    """Show ``severity`` on the record of ``pv`` now (:meth:`devioc.channels.PV.set_alarm`).
+
+    ``only_refusal``: only if the alarm shown is the refusal alarm of :mod:`devioc.validation` (looked
+    at under the alarm's lock: an alarm the app sets meanwhile from another thread is kept).
+    """
     process = _process_of(pv)
     state = _state_of(pv)
     with state.lock:
+        if only_refusal and not state.from_validation:
+            return True
         new = _new(pv, state, severity, status, message)
         state.from_validation = False
         if new is None:
@@ -293,24 +299,42 @@ def set_alarm(pv: Any, severity: Any, status: Any = None, message: Any = None, w
 def put(pv: Any, value: Any, wait: bool, timeout: float, severity: Any, status: Any = None,
         message: Any = None) -> bool:
     """``pv.put(value, severity=...)``: the value, and the alarm when it changes, in one processing."""
-    from .access import shell_line, shell_put
-
-    process = _process_of(pv)
     state = _state_of(pv)
     with state.lock:
-        new = _new(pv, state, severity, status, message)
-        state.from_validation = False
-        if new is None:
-            return pv.put(value, wait=wait, timeout=timeout)
-        if pv._shell:
-            shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
-            _show(pv, state, new)
-            _commit(pv, state, new, severity)
-            return shell_put(pv, value, wait, timeout)
-        pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
+        return _put(pv, state, value, wait, timeout, severity, status, message, refusal=False)
+
+
+def put_back(pv: Any, value: Any, message: str) -> bool:
+    """The put-back of a value ``validate_<field>`` refused (:mod:`devioc.validation`): with a MINOR
+    WRITE alarm when the field shows none or an earlier refusal's (the next accepted value clears it),
+    plain when it shows an alarm the app set (that one stays). Decided under the alarm's lock, so an
+    alarm the app sets meanwhile from another thread is neither overwritten nor later cleared."""
+    state = _state_of(pv)
+    with state.lock:
+        if state.severity == 'NO_ALARM' or state.from_validation:
+            return _put(pv, state, value, False, 30.0, 'MINOR', 'WRITE', message, refusal=True)
+        return pv.put(value)
+
+
+def _put(pv: Any, state: AlarmState, value: Any, wait: bool, timeout: float, severity: Any, status: Any,
+         message: Any, refusal: bool) -> bool:
+    """:func:`put`, the alarm's lock held."""
+    from .access import shell_line, shell_put
+
+    _process_of(pv)
+    new = _new(pv, state, severity, status, message)
+    state.from_validation = refusal
+    if new is None:
+        return pv.put(value, wait=wait, timeout=timeout)
+    if pv._shell:
+        shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
         _show(pv, state, new)
         _commit(pv, state, new, severity)
-        return pv.put(value, wait=wait, timeout=timeout)
+        return shell_put(pv, value, wait, timeout)
+    pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
+    _show(pv, state, new)
+    _commit(pv, state, new, severity)
+    return pv.put(value, wait=wait, timeout=timeout)
 
 
 def _send(pv: Any, process: Any, line: bytes, wait: bool, timeout: float) -> bool:

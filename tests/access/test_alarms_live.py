@@ -580,3 +580,53 @@ def test_the_alarm_source_refuses_a_client_write_quietly(plant, ca_env, caplog):
     assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
     caput(name, 2.5, ca_env)
     assert _alarm(name, ca_env) == ('MAJOR', 'HIHI')
+
+
+def test_an_alarm_the_app_sets_while_a_refusal_is_put_back_is_kept(device, ca_port, ca_env):
+    """Another thread of the app sets its own alarm just as a refused value is put back: the
+    put-back's refusal mark must not stick to the app's alarm, or the next accepted value clears it.
+    (The other thread is started at the worst moment, from inside the put-back's put, and given
+    0.5 s: it either waits for the put-back to finish, or runs in its window.)"""
+    import threading
+
+    from twisted.internet import reactor
+
+    model = Guarded(device, callbacks=Guard(), ca_port=ca_port)
+    try:
+        name = f'{device}:level'
+        pv = model.level
+        real_put, started, depth = pv.put, [], [0]
+
+        def put(value, *args, **kwargs):
+            depth[0] += 1
+            try:
+                done = real_put(value, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if not started and not depth[0]:   # the put-back of the refused value is out: the other thread now
+                started.append(threading.Thread(target=pv.set_alarm, args=('MAJOR',), kwargs={'status': 'HIHI'}))
+                started[0].start()
+                started[0].join(0.5)
+            return done
+
+        pv.put = put
+
+        def turns(until, what):
+            deadline = time.monotonic() + 15
+            while not until():
+                reactor.iterate(0.01)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'timed out waiting for {what}')
+
+        turns(lambda: pv.get() == 10.0, 'the initial value')
+        caput(name, -5, ca_env)
+        turns(lambda: started and not started[0].is_alive(), "the app's alarm")
+        del pv.put
+        assert _alarm(name, ca_env) == ('MAJOR', 'HIHI') and caget(name, ca_env) == '10'
+        caput(name, 4, ca_env)   # accepted: it clears a refusal's alarm, not the app's
+        turns(lambda: pv.get() == 4.0, 'the accepted value')
+        for _ in range(20):
+            reactor.iterate(0.01)
+        assert _alarm(name, ca_env) == ('MAJOR', 'HIHI')
+    finally:
+        model.shutdown()
