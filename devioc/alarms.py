@@ -32,6 +32,11 @@ about 11 ms when changes follow each other (caproto batches events that come wit
 with no extra write. Clients cannot change the alarm: the source refuses puts, and the hidden record
 is in the read-only group (``DEVIOC_RO``, :func:`needs_acf`). A client allowed to write the field may
 write its SDIS too (access security is per record).
+
+Threads. Any thread may change a field's alarm or put with ``severity=``: each field's alarm changes,
+and the puts that carry its last severity, go one at a time under the field's lock, so each value is
+processed with the alarm it was put with. Restart (:mod:`devioc.restart`): the app's CA server and
+the alarms it holds live on; :func:`restore` shows them again on the new softIoc.
 """
 from __future__ import annotations
 
