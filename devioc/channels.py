@@ -534,7 +534,8 @@ class PV:
 
         Raises:
             ValueError: an unknown severity or status (not in menuAlarmSevr / menuAlarmStat).
-            RuntimeError: the field is not declared ``alarm=True``, or the model was shut down.
+            RuntimeError: the field is not declared ``alarm=True``, the model was shut down, or its
+                softIoc is not connected (dead, or being restarted: raised at once).
         """
         from . import alarms
         return alarms.set_alarm(self, severity, status, message, wait, timeout)
