@@ -630,3 +630,39 @@ def test_an_alarm_the_app_sets_while_a_refusal_is_put_back_is_kept(device, ca_po
         assert _alarm(name, ca_env) == ('MAJOR', 'HIHI')
     finally:
         model.shutdown()
+
+
+def test_a_pva_clients_refused_write_shows_the_write_alarm_to_pva_clients(device, ca_port, ca_env):
+    """softIocPVA: a value pvput writes and validate_ refuses is put back with MINOR/WRITE, which
+    pvget reads (QSRV's message is then the status name); an accepted pvput clears it."""
+    from twisted.internet import reactor
+
+    model = Guarded(device, callbacks=Guard(), ca_port=ca_port, pva=True)
+    try:
+        name = f'{device}:level'
+
+        def turns(until, what):
+            deadline = time.monotonic() + 15
+            while not until():
+                reactor.iterate(0.01)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'timed out waiting for {what}')
+
+        def pvget():
+            got = subprocess.run([epics_tool('pvget'), '-w', '5', '-M', 'json', '-r', 'value,alarm', name], env=ca_env,
+                                 capture_output=True, text=True, timeout=30)
+            assert got.returncode == 0, got.stdout + got.stderr
+            return got.stdout.replace(' ', '')
+
+        turns(lambda: model.level.get() == 10.0, 'the initial value')
+        put = subprocess.run([epics_tool('pvput'), '-w', '5', name, '-3'], env=ca_env, capture_output=True, text=True,
+                             timeout=30)
+        assert put.returncode == 0, put.stdout + put.stderr
+        turns(lambda: 'alarm:{severity:1,status:1,message:"WRITE"}' in pvget() and 'value:10' in pvget(),
+              'the refusal, seen by pvget')
+        assert model.level.alarm_message == 'refused -3.0'
+        subprocess.run([epics_tool('pvput'), '-w', '5', name, '7'], env=ca_env, capture_output=True, timeout=30)
+        turns(lambda: 'alarm:{severity:0,status:0,message:"NO_ALARM"}' in pvget() and 'value:7' in pvget(),
+              'the accepted value, seen by pvget')
+    finally:
+        model.shutdown()
