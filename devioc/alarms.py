@@ -328,16 +328,18 @@ def _put(pv: Any, state: AlarmState, value: Any, wait: bool, timeout: float, sev
 
     _process_of(pv)
     new = _new(pv, state, severity, status, message)
-    state.from_validation = refusal
     if new is None:
+        state.from_validation = refusal
         return pv.put(value, wait=wait, timeout=timeout)
     if pv._shell:
         shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
         _show(pv, state, new)
         _commit(pv, state, new, severity)
+        state.from_validation = refusal
         return shell_put(pv, value, wait, timeout)
     pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
     _show(pv, state, new)
+    state.from_validation = refusal
     _commit(pv, state, new, severity)
     return pv.put(value, wait=wait, timeout=timeout)
 
