@@ -666,3 +666,43 @@ def test_a_pva_clients_refused_write_shows_the_write_alarm_to_pva_clients(device
               'the accepted value, seen by pvget')
     finally:
         model.shutdown()
+
+
+class EveryKind(models.Model):
+    f = models.Float('f', default=1.5, alarm=True)
+    fi = models.FloatInput('fi', default=2.5, alarm=True)
+    i = models.Integer('i', default=3, alarm=True)
+    ii = models.IntegerInput('ii', default=4, alarm=True)
+    e = models.Enum('e', choices=['A', 'B'], alarm=True)
+    ei = models.EnumInput('ei', choices=['A', 'B'], alarm=True)
+    t = models.Toggle('t', alarm=True)
+    bi = models.BoolInput('bi', alarm=True)
+    s = models.String('s', default='x', alarm=True)
+    sl = models.String('sl', max_length=100, default='long', alarm=True)
+    si = models.StringInput('si', default='y', alarm=True)
+    a = models.Array('a', type=float, length=4, alarm=True)
+    bo = models.BinaryOutput('bo', alarm=True)
+    bn = models.BinaryInput('bn', alarm=True)
+    c = models.Calc('c', calc='A+1', alarm=True)
+    co = models.CalcOut('co', calc='A+1', alarm=True)
+
+
+def test_every_kind_starts_clear_keeps_its_record_type_and_shows_any_alarm(device, ca_port, ca_env):
+    """Each kind that takes alarm=True, input and output, string, long string, array, calc: no alarm
+    at the start, the record type of the kind, and the severity and status the app sets (C caget)."""
+    types = {'f': 'ao', 'fi': 'ai', 'i': 'longout', 'ii': 'longin', 'e': 'mbbo', 'ei': 'mbbi', 't': 'bo', 'bi': 'bi',
+             's': 'stringout', 'sl': 'waveform', 'si': 'stringin', 'a': 'waveform', 'bo': 'mbboDirect',
+             'bn': 'mbbiDirect', 'c': 'calc', 'co': 'calcout'}
+    model = EveryKind(device, ca_port=ca_port)
+    try:
+        for field, rtype in types.items():
+            name = f'{device}:{field}'
+            assert caget(f'{name}.RTYP', ca_env) == rtype, field
+            assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM'), field
+        for severity, status in (('MAJOR', 'HIHI'), ('INVALID', 'UDF'), ('MINOR', 'WRITE_ACCESS'), ('NO_ALARM', None)):
+            for field in types:
+                assert getattr(model, field).set_alarm(severity, status=status, wait=True), field
+            for field in types:
+                assert _alarm(f'{device}:{field}', ca_env) == (severity, status or 'NO_ALARM'), (field, severity)
+    finally:
+        model.shutdown()
