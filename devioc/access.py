@@ -106,11 +106,12 @@ def groups(access: Any, default_level: int = 0) -> dict[str, dict[str, Any]]:
 
 
 def uses_access(model_class: type) -> bool:
-    """True when the model needs an access security file: a read-only field, ``Meta.access`` or
-    ``Meta.access_level``."""
+    """True when the model needs an access security file: a read-only field, an ``alarm=True`` field
+    (its hidden record is read-only: :mod:`devioc.alarms`), ``Meta.access`` or ``Meta.access_level``."""
     meta = getattr(model_class, 'Meta', None)
     return meta_access(model_class) is not None or hasattr(meta, 'access_level') or any(
-        getattr(record, 'read_only', False) for record in model_class._fields.values())
+        getattr(record, 'read_only', False) or getattr(record, 'alarm', False)
+        for record in model_class._fields.values())
 
 
 def check_client_hooks(model_class: type, callbacks: Any) -> list:

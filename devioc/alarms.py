@@ -29,15 +29,26 @@ alarm; then a wait until the hidden record's monitor shows it; then the public r
 (``set_alarm``: one processing, in which an output record writes its OUT link again and fires its
 FLNK, as any processing does). Measured on loopback: 1.3 ms per isolated alarm change (median),
 about 11 ms when changes follow each other (caproto batches events that come within 10 ms). A ``put`` whose severity and status do not change takes the ordinary path,
-with no extra write. Clients cannot change the alarm: the source refuses puts, and a put to the
-hidden record only reads the source again.
+with no extra write. Clients cannot change the alarm: the source refuses puts, and the hidden record
+is in the read-only group (``DEVIOC_RO``; :func:`devioc.access.uses_access` loads the .acf for it).
+SDIS is a configuration field (ASL1): no client may write it unless the model gives clients level 1
+(``Meta.access_level = 1`` or a group's ``'level': 1``), and such a client may cut the field off from
+the app's alarm.
+
+Threads. Any thread may change a field's alarm or put with ``severity=``: each field's alarm changes,
+and the puts that carry its last severity, go one at a time under the field's lock, so each value is
+processed with the alarm it was put with. Restart (:mod:`devioc.restart`): the app's CA server and
+the alarms it holds live on; :func:`restore` shows them again on the new softIoc.
 """
 from __future__ import annotations
 
 import logging
+import numbers
 import threading
 import time
 from typing import Any
+
+import numpy as np
 
 logger = logging.getLogger(__name__)
 
@@ -61,8 +72,9 @@ def severity_name(severity: Any, pv_name: str) -> str:
     """
     if isinstance(severity, str) and severity.strip().upper() in SEVERITIES:
         return severity.strip().upper()
-    if isinstance(severity, int) and not isinstance(severity, bool) and 0 <= severity < len(SEVERITIES):
-        return SEVERITIES[severity]
+    if isinstance(severity, numbers.Integral) and not isinstance(severity, (bool, np.bool_)) \
+            and 0 <= severity < len(SEVERITIES):   # numpy's integers too (a severity computed by numpy)
+        return SEVERITIES[int(severity)]
     raise ValueError(f'cannot set the alarm of {pv_name} to severity {severity!r}: give 0-3 or one of '
                      f'{", ".join(SEVERITIES)}')
 
@@ -93,11 +105,13 @@ def sdis_link(record_name: str) -> str:
 
 
 def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> list[tuple[str, str, dict]]:
-    """``(record type, name, fields)`` of the hidden mbbi of every ``alarm=True`` field.
+    """``(record type, name, fields)`` of the hidden longin of every ``alarm=True`` field (in the
+    read-only group, ``DEVIOC_RO``).
 
     Raises:
         ValueError: a hidden name is taken by a field, or longer than EPICS allows.
     """
+    from .access import RO_GROUP
     from .checks import MAX_NAME
 
     names = {name for name, _ in records.values()}
@@ -117,9 +131,9 @@ def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> l
         # record's PINI reads
         fields: dict[str, Any] = {'DESC': f'alarm of {name}'[:40], 'INP': f'{hidden}{SOURCE} CP MSS',
                                   'UDF': 0, 'STAT': 'NO_ALARM', 'SEVR': 'NO_ALARM', 'PHAS': -1}
-        asg = model_class._fields[att].db_fields().get('ASG')
-        if asg:   # the field's group: the app writes the alarm the way it writes the field
-            fields['ASG'] = asg
+        # nobody writes it, the app included (it only reads it): without a group any client could set
+        # its alarm limits (HIHI, HHSV), simulation (SIMM, SIMS) or INP and so change or clear the alarm
+        fields['ASG'] = RO_GROUP
         out.append(('longin', hidden, fields))
     return out
 
@@ -142,6 +156,9 @@ class AlarmState:
         #: the severity argument of the app's last call, as given: put() compares it first (the fast path)
         self.given: Any = 'NO_ALARM'
         self.lock = threading.Lock()   # the alarm's write and the value's that follows go out together
+        #: True after a restart until the field has been processed with the alarm (:func:`restore`):
+        #: the next set_alarm/put(severity=) goes through the handshake even when unchanged
+        self.stale = False
         self.channels: tuple[Any, Any] | None = None   # (hidden record, <pv>.PROC or None: shell route)
 
     def connect(self, pv: Any, reactor: Any) -> None:
@@ -193,6 +210,8 @@ def _channels(pv: Any, state: AlarmState) -> tuple[Any, Any]:
     """The CA channels of ``state``, once connected (they connect with the model: this rarely waits)."""
     if state.channels is None:
         raise RuntimeError(f'{pv.name} is closed: the model has been shut down')
+    if not pv.connected:   # softIoc is down (dead, restarting): at once, as a put says it, not after 5 s
+        raise RuntimeError(f'cannot set the alarm of {pv.name}: {pv.name} is not connected: is the IOC running?')
     deadline = time.monotonic() + 5.0
     while not all(channel.connected for channel in state.channels if channel is not None):
         if time.monotonic() > deadline:
@@ -207,7 +226,7 @@ def _new(pv: Any, state: AlarmState, severity: Any, status: Any, message: Any) -
     message is then replaced when one is given)."""
     sevr = severity_name(severity, pv.name)
     stat = status_name(status, sevr, pv.name)
-    if (sevr, stat) == (state.severity, state.status):
+    if (sevr, stat) == (state.severity, state.status) and not state.stale:
         if message is not None:
             state.message = str(message)
         state.given = severity
@@ -218,6 +237,7 @@ def _new(pv: Any, state: AlarmState, severity: Any, status: Any, message: Any) -
 
 def _commit(pv: Any, state: AlarmState, new: tuple[str, str, str], given: Any) -> None:
     state.severity, state.status, state.message = new
+    state.stale = False
     state.given = given
     if new[0] == 'NO_ALARM':
         logger.info('%s: alarm cleared', pv.name)
@@ -253,11 +273,17 @@ def _show(pv: Any, state: AlarmState, new: tuple[str, str, str], timeout: float 
 
 
 def set_alarm(pv: Any, severity: Any, status: Any = None, message: Any = None, wait: bool = False,
-              timeout: float = 30.0) -> bool:
-    """Show ``severity`` on the record of ``pv`` now (:meth:`devioc.channels.PV.set_alarm`)."""
+              timeout: float = 30.0, only_refusal: bool = False) -> bool:
+    """Show ``severity`` on the record of ``pv`` now (:meth:`devioc.channels.PV.set_alarm`).
+
+    ``only_refusal``: only if the alarm shown is the refusal alarm of :mod:`devioc.validation` (looked
+    at under the alarm's lock: an alarm the app sets meanwhile from another thread is kept).
+    """
     process = _process_of(pv)
     state = _state_of(pv)
     with state.lock:
+        if only_refusal and not state.from_validation:
+            return True
         new = _new(pv, state, severity, status, message)
         state.from_validation = False
         if new is None:
@@ -274,24 +300,44 @@ def set_alarm(pv: Any, severity: Any, status: Any = None, message: Any = None, w
 def put(pv: Any, value: Any, wait: bool, timeout: float, severity: Any, status: Any = None,
         message: Any = None) -> bool:
     """``pv.put(value, severity=...)``: the value, and the alarm when it changes, in one processing."""
-    from .access import shell_line, shell_put
-
-    process = _process_of(pv)
     state = _state_of(pv)
     with state.lock:
-        new = _new(pv, state, severity, status, message)
-        state.from_validation = False
-        if new is None:
-            return pv.put(value, wait=wait, timeout=timeout)
-        if pv._shell:
-            shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
-            _show(pv, state, new)
-            _commit(pv, state, new, severity)
-            return shell_put(pv, value, wait, timeout)
-        pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
+        return _put(pv, state, value, wait, timeout, severity, status, message, refusal=False)
+
+
+def put_back(pv: Any, value: Any, message: str) -> bool:
+    """The put-back of a value ``validate_<field>`` refused (:mod:`devioc.validation`): with a MINOR
+    WRITE alarm when the field shows none or an earlier refusal's (the next accepted value clears it),
+    plain when it shows an alarm the app set (that one stays). Decided under the alarm's lock, so an
+    alarm the app sets meanwhile from another thread is neither overwritten nor later cleared."""
+    state = _state_of(pv)
+    with state.lock:
+        if state.severity == 'NO_ALARM' or state.from_validation:
+            return _put(pv, state, value, False, 30.0, 'MINOR', 'WRITE', message, refusal=True)
+        return pv.put(value)
+
+
+def _put(pv: Any, state: AlarmState, value: Any, wait: bool, timeout: float, severity: Any, status: Any,
+         message: Any, refusal: bool) -> bool:
+    """:func:`put`, the alarm's lock held."""
+    from .access import shell_line, shell_put
+
+    _process_of(pv)
+    new = _new(pv, state, severity, status, message)
+    if new is None:
+        state.from_validation = refusal
+        return pv.put(value, wait=wait, timeout=timeout)
+    if pv._shell:
+        shell_line(pv, value)   # a value the record cannot hold raises ValueError before the alarm is sent
         _show(pv, state, new)
         _commit(pv, state, new, severity)
-        return pv.put(value, wait=wait, timeout=timeout)
+        state.from_validation = refusal
+        return shell_put(pv, value, wait, timeout)
+    pv._data(value)   # a value the record cannot hold raises ValueError before the alarm is sent
+    _show(pv, state, new)
+    state.from_validation = refusal
+    _commit(pv, state, new, severity)
+    return pv.put(value, wait=wait, timeout=timeout)
 
 
 def _send(pv: Any, process: Any, line: bytes, wait: bool, timeout: float) -> bool:
@@ -304,6 +350,48 @@ def _send(pv: Any, process: Any, line: bytes, wait: bool, timeout: float) -> boo
         logger.error('%s: the alarm was not set within %.1f s', pv.name, timeout)
         return False
     return not process.exited.is_set()
+
+
+def restore(model: Any, timeout: float = 5.0) -> None:
+    """After a restart (:func:`devioc.restart.start_again`, channels connected): show again the alarm
+    each ``alarm=True`` field had.
+
+    The new softIoc's records start in no alarm, and its hidden records take the sources' alarms
+    (kept by the app's CA server) only when their links connect, after the fields' PINI. A field that
+    processes at start (PINI: no output link) is processed once more, as ``set_alarm`` would, once
+    its hidden record holds the alarm. A field with an output link is not (that would write through
+    the link at every restart): it shows the alarm at its next processing, and the app's next
+    ``set_alarm``/``put(severity=)``, even of the same alarm, processes it.
+    """
+    for pv in list(getattr(model, '_pvs', {}).values()):
+        state = getattr(pv, '_alarm', None)
+        if state is None:
+            continue
+        with state.lock:
+            if state.severity == 'NO_ALARM':
+                continue
+            state.stale = True
+            try:
+                hidden = _channels(pv, state)[0]
+                wanted = (SEVERITIES.index(state.severity), STATUSES.index(state.status))
+                deadline = time.monotonic() + timeout
+                while (hidden.severity, hidden.status) != wanted and time.monotonic() < deadline:
+                    time.sleep(0.001)
+                if (hidden.severity, hidden.status) != wanted:
+                    logger.error('%s: after the restart %s did not take the alarm %s %s within %.0f s',
+                                 pv.name, state.hidden, state.severity, state.status, timeout)
+                    continue
+                if str(pv.record.db_fields().get('PINI', '')).upper() not in ('YES', '1'):
+                    continue
+                if pv._shell:
+                    _send(pv, _process_of(pv), f'dbpf {_quote(pv.name + ".PROC")} 1 >/dev/null\n'.encode(), True,
+                          timeout)
+                else:
+                    _channels(pv, state)[1].put(1, wait=True, timeout=timeout)
+                state.stale = False
+            except RuntimeError as err:
+                logger.error('%s: the alarm %s %s was not shown again after the restart: %s', pv.name,
+                             state.severity, state.status, err)
 
 
 def attach(model: Any, records: dict[str, tuple[str, dict]]) -> Any:

@@ -94,9 +94,14 @@ def _channel_classes() -> dict[str, type]:
 
 def _alarm_channel() -> Any:
     """A caproto integer channel clients cannot write (an alarm source of :mod:`devioc.alarms`)."""
-    from caproto import ChannelInteger
+    from caproto import AccessRights, ChannelInteger
 
     class AlarmSource(ChannelInteger):
+        def check_access(self, hostname: str, username: str) -> Any:
+            # read-only to every client: caput says "Write access denied", and the write never reaches
+            # verify_value (which logged a traceback in the app's log at each attempt)
+            return AccessRights.READ
+
         async def verify_value(self, value: Any) -> Any:
             raise ValueError('an alarm source of devioc is set by the app only')
 

@@ -376,6 +376,8 @@ class PV:
         if self._subscription is None or self._chid is None:  # unmonitored: the first get() reads it
             done()
             return
+        if not _tls.attached:   # a thread's first CA call (an alarm change's read, devioc.alarms): without
+            ca_context.attach()  # the context its flush below went to a new, empty one and the read sat unsent
         key = next(_put_keys)
 
         def finished():
@@ -489,13 +491,15 @@ class PV:
                 not declared ``alarm=True``.
         """
         if severity is not None or status is not None or message is not None:  # alarms (issue 14 §3)
-            alarm = self._alarm  # the same severity as last time, as given: the plain put below
-            if alarm is None or status is not None or message is not None or severity != alarm.given \
-                    or alarm.from_validation:
-                from . import alarms
-                if severity is None:
-                    raise ValueError(f'put to {self.name}: status= and message= go with severity=')
-                return alarms.put(self, value, wait, timeout, severity, status, message)
+            alarm = self._alarm  # the same severity as last time, as given: the plain put, under the
+            if alarm is not None and status is None and message is None and severity == alarm.given:
+                with alarm.lock:  # alarm's lock: another thread's alarm change cannot come between
+                    if severity == alarm.given and not (alarm.from_validation or alarm.stale):   # the look, the put
+                        return self.put(value, wait=wait, timeout=timeout)
+            from . import alarms
+            if severity is None:
+                raise ValueError(f'put to {self.name}: status= and message= go with severity=')
+            return alarms.put(self, value, wait, timeout, severity, status, message)
         if self._shell:  # a read-only field (devioc.access): no CA client may write it, the app included
             from .access import shell_put
             return shell_put(self, value, wait, timeout)
@@ -531,7 +535,8 @@ class PV:
 
         Raises:
             ValueError: an unknown severity or status (not in menuAlarmSevr / menuAlarmStat).
-            RuntimeError: the field is not declared ``alarm=True``, or the model was shut down.
+            RuntimeError: the field is not declared ``alarm=True``, the model was shut down, or its
+                softIoc is not connected (dead, or being restarted: raised at once).
         """
         from . import alarms
         return alarms.set_alarm(self, severity, status, message, wait, timeout)

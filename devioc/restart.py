@@ -276,6 +276,8 @@ def start_again(model: Any) -> None:
                                                                 'connect again'))
     if supervisor is not None and supervisor.stopped:   # shut down meanwhile: its autosave is stopped, so it stays
         return
+    from .alarms import restore   # alarm=True fields show the alarm they had again (devioc.alarms)
+    restore(model)
     if autosave is not None:   # its VAL hooks and its own channels to the extra fields, on the new IOC
         autosave.start(model._pvs)
     if functions is not None:   # the new rpc:functions record is empty: clients read the list there

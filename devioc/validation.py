@@ -100,8 +100,9 @@ class Validation:
         """Clear the alarm a refusal raised (an alarm=True field), not one the app set itself."""
         state = getattr(pv, '_alarm', None)
         if state is not None and state.from_validation:
-            try:
-                pv.clear_alarm()
+            from .alarms import set_alarm
+            try:   # looked at again under the alarm's lock: an alarm the app set meanwhile stays
+                set_alarm(pv, 'NO_ALARM', only_refusal=True)
             except RuntimeError as err:
                 logger.error('%s: cannot clear the refusal alarm: %s', pv.name, err)
 
@@ -119,11 +120,8 @@ class Validation:
         try:
             state = getattr(pv, '_alarm', None)
             if not deliver and state is not None:   # alarm=True: a MINOR alarm with the put-back (devioc.alarms)
-                if state.severity == 'NO_ALARM' or state.from_validation:
-                    pv.put(value, severity='MINOR', status='WRITE', message=f'refused {refused!r}')
-                    state.from_validation = True
-                else:   # the app's own alarm stays
-                    pv.put(value)
+                from .alarms import put_back
+                put_back(pv, value, f'refused {refused!r}')
             else:
                 pv.put(value)
         except (ValueError, RuntimeError) as err:

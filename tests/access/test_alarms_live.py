@@ -244,7 +244,9 @@ def test_severity_and_status_names():
     from devioc.alarms import severity_name, status_name
     assert [severity_name(s, 'X') for s in (0, 1, 2, 3, 'major', ' Invalid ')] == \
         ['NO_ALARM', 'MINOR', 'MAJOR', 'INVALID', 'MAJOR', 'INVALID']
-    for bad in (4, -1, True, 1.0, 'HIGH', None):
+    import numpy as np
+    assert [severity_name(s, 'X') for s in (np.int64(2), np.uint8(3), np.int32(0))] == ['MAJOR', 'INVALID', 'NO_ALARM']
+    for bad in (4, -1, True, 1.0, 'HIGH', None, np.bool_(True), np.int64(4), np.float64(1.0)):
         with pytest.raises(ValueError, match="X to severity"):
             severity_name(bad, 'X')
     assert status_name(None, 'MINOR', 'X') == 'STATE' and status_name('state', 'MAJOR', 'X') == 'STATE'
@@ -382,3 +384,325 @@ def test_alarm_survives_a_restart_and_shutdown_frees_the_server(run_model, devic
     for kind in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         with socket.socket(socket.AF_INET, kind) as sock:
             sock.bind(('127.0.0.1', port))   # free again
+
+
+def _camonitor_events(name, ca_env, run, low):
+    """Run ``run()`` while the C camonitor watches ``name``; the (value, severity) of its events of
+    values >= ``low``."""
+    monitor = subprocess.Popen([epics_tool('camonitor'), '-g', '8', name], env=ca_env, stdout=subprocess.PIPE,
+                               stderr=subprocess.STDOUT, text=True)
+    try:
+        time.sleep(1.0)   # its first event (the current value) is in
+        run()
+        time.sleep(1.0)
+    finally:
+        monitor.terminate()
+        out = monitor.communicate(timeout=10)[0]
+    events = []
+    for line in out.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == name and float(parts[3]) >= low:
+            events.append((float(parts[3]), parts[5] if len(parts) >= 6 else 'NO_ALARM'))
+    return events, out
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp'])
+def test_threads_putting_with_different_severities_keep_each_value_with_its_own(plant, ca_env, field):
+    """Two threads put to one field at once, one even values with MAJOR, the other odd values with
+    NO_ALARM: each event the C camonitor sees carries the severity its value was put with. (A put
+    whose severity equals the last one takes the plain path: it must not slip past the other
+    thread's alarm change between its look at the last severity and its write.)"""
+    import threading
+
+    pv = getattr(plant, field)
+    rounds = 300
+
+    def worker(parity, severity):
+        for i in range(rounds):
+            pv.put(float(1000 + 2 * i + parity), severity=severity)
+
+    def run():
+        threads = [threading.Thread(target=worker, args=(0, 'MAJOR')),
+                   threading.Thread(target=worker, args=(1, 'NO_ALARM'))]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert pv.put(-1.0, severity='MINOR', wait=True)   # the end, flushed (below 1000: not checked)
+
+    events, out = _camonitor_events(pv.name, ca_env, run, 1000)
+    wrong = [(value, severity) for value, severity in events
+             if severity != ('MAJOR' if int(value) % 2 == 0 else 'NO_ALARM')]
+    assert not wrong, f'{len(wrong)} of {len(events)} events carry the other thread\'s alarm: {wrong[:5]}'
+    assert len(events) >= 2 * rounds * 0.5, out   # libca may merge events under load, not most of them
+
+
+@pytest.mark.parametrize('field', ['heater', 'temp', 'mode'])
+def test_alarm_set_from_a_new_thread_shows_at_once(plant, ca_env, field):
+    """A worker thread's first CA call is an alarm change (set_alarm, then put with severity=): it
+    is sent at once (the thread takes the model's CA context), not held until a 5 s timeout."""
+    import threading
+
+    pv = getattr(plant, field)
+    outcome = []
+
+    def worker(call):
+        start = time.monotonic()
+        try:
+            outcome.append(call())
+        except Exception as err:  # reported below, with the field
+            outcome.append(err)
+        outcome.append(time.monotonic() - start)
+
+    for call in (lambda: pv.set_alarm('MAJOR', status='COMM'),
+                 lambda: pv.put(1, severity='MINOR', status='HIGH', wait=True)):
+        thread = threading.Thread(target=worker, args=(call,))
+        thread.start()
+        thread.join(30)
+        result, took = outcome[-2:]
+        assert result is True, f'{pv.name}: {result!r} after {took:.1f} s'   # (the fault: a 5 s timeout)
+    wait_for(lambda: _alarm(pv.name, ca_env) == ('MINOR', 'HIGH'), timeout=10, what='the alarm')
+
+
+class RestartPlant(models.Model):
+    temp = models.FloatInput('temp', default=20.0, alarm=True)    # PINI, written through the shell
+    heater = models.Float('heater', default=1.5, alarm=True)      # PINI, written over CA
+    out = models.Float('out', alarm=True, FLNK='$(device):count')  # an output link: no PINI
+    count = models.Calc('count', calc='A+1', inpa='$(device):count NPP')
+
+
+def test_a_restart_shows_the_alarm_again(run_model, device, ca_env):
+    """restart=True: after softIoc is killed, the new one's fields show the alarm the app had set
+    (those that process at start are processed once more; a field with an output link is not, so
+    nothing is written through it), and the app's next set_alarm, even of the same alarm, shows it."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+
+    class Counter:
+        restarts = 0
+
+        def on_ioc_restart(self, ioc):
+            Counter.restarts += 1
+
+    ioc = run_model(RestartPlant, callbacks=Counter(), restart=RestartPolicy(min_delay=0.1, max_delay=0.5))
+    assert ioc.temp.put(30.0, severity='MAJOR', status='HIHI', wait=True)
+    assert ioc.heater.set_alarm('INVALID', status='COMM', wait=True)
+    assert ioc.out.set_alarm('MINOR', status='LINK', wait=True)
+    for restarts in (1, 2):
+        os.kill(ioc._process.pid, signal.SIGKILL)
+        _turns(lambda: Counter.restarts == restarts and ioc._ready, 'the restart', timeout=60)
+        assert _alarm(f'{device}:temp', ca_env) == ('MAJOR', 'HIHI')
+        assert _alarm(f'{device}:heater', ca_env) == ('INVALID', 'COMM')
+        assert caget(f'{device}:out.SEVR', ca_env) == 'NO_ALARM'   # not processed since the start: FLNK not fired
+    count = float(caget(f'{device}:count', ca_env))
+    assert ioc.out.set_alarm('MINOR', status='LINK', wait=True)     # the same alarm: shown now, one processing
+    assert _alarm(f'{device}:out', ca_env) == ('MINOR', 'LINK') and float(caget(f'{device}:count', ca_env)) == count + 1
+    assert ioc.heater.set_alarm('INVALID', status='COMM', wait=True)   # shown already: nothing sent
+    assert float(caget(f'{device}:count', ca_env)) == count + 1
+    assert ioc.heater.put(2.5, severity='INVALID', status='COMM', wait=True)
+    assert ioc.heater.clear_alarm(wait=True) and ioc.temp.clear_alarm(wait=True)
+    assert _alarm(f'{device}:heater', ca_env) == _alarm(f'{device}:temp', ca_env) == ('NO_ALARM', 'NO_ALARM')
+
+
+def test_an_alarm_change_while_softioc_is_down_fails_at_once_and_keeps_the_alarm(run_model, device, ca_env):
+    """restart=True, softIoc killed and not started yet: set_alarm and put(severity=) raise
+    RuntimeError saying the IOC is not connected (as a plain put does), not after a 5 s wait; the
+    alarm the app had is shown again by the new softIoc."""
+    import os
+    import signal
+
+    from devioc.restart import RestartPolicy
+
+    class Counter:
+        restarts = 0
+
+        def on_ioc_restart(self, ioc):
+            Counter.restarts += 1
+
+    ioc = run_model(Plant, callbacks=Counter(), restart=RestartPolicy(min_delay=3.0, max_delay=3.0))
+    assert ioc.heater.set_alarm('MAJOR', status='HIHI', wait=True)
+    assert ioc.temp.set_alarm('MINOR', status='SOFT', wait=True)
+    os.kill(ioc._process.pid, signal.SIGKILL)
+    _turns(lambda: not ioc.heater.connected and not ioc.temp.connected, 'the disconnection', timeout=10)
+    for call in (ioc.heater.clear_alarm, ioc.temp.clear_alarm, lambda: ioc.heater.set_alarm('INVALID'),
+                 lambda: ioc.temp.put(5.0, severity='INVALID', status='COMM')):
+        with pytest.raises(RuntimeError, match='is not connected: is the IOC running'):
+            call()
+    _turns(lambda: Counter.restarts == 1 and ioc._ready, 'the restart', timeout=60)
+    assert _alarm(f'{device}:heater', ca_env) == ('MAJOR', 'HIHI')
+    assert _alarm(f'{device}:temp', ca_env) == ('MINOR', 'SOFT')
+
+
+def test_clients_cannot_write_the_hidden_alarm_record(device, ca_port, ca_env):
+    """No client, of this user or another, writes the hidden record (DEVIOC_RO, with the .acf loaded
+    for it even in a model with no read-only field): it could otherwise set the app's field in alarm
+    (its own HIHI/HHSV) or clear the app's alarm (INP, SIMM); the alarm the app set is still what the
+    field shows after the attempts and a client's put."""
+    from devioc.testing import tool_as_other_user
+
+    hidden = render_db(Guarded, 'DEV').split('record(longin, "DEV:level:alarm")')[1].split('}')[0]
+    assert 'field(ASG, "DEVIOC_RO")' in hidden
+    model = Guarded(device, ca_port=ca_port)   # one writable alarm=True field, nothing else
+    try:
+        name = f'{device}:level'
+        assert model.level.set_alarm('MINOR', status='SOFT', wait=True)
+        writes = [('HIHI', '-1'), ('HHSV', 'MAJOR'), ('SIMM', 'YES'), ('INP', '0'), ('DISV', '0'), ('PROC', '1')]
+        for prefix in ([epics_tool('caput')], tool_as_other_user('caput')):
+            for field, value in writes:
+                done = subprocess.run([*prefix, '-w', '3', f'{name}:alarm.{field}', value], env=ca_env,
+                                      capture_output=True, text=True, timeout=30)
+                assert done.returncode != 0 and 'Write access denied' in done.stdout + done.stderr, \
+                    (prefix, field, done.stdout + done.stderr)
+        caput(name, 6.5, ca_env)   # processed again: it reads the hidden record, untouched
+        assert _alarm(name, ca_env) == ('MINOR', 'SOFT') and caget(f'{name}:alarm.HIHI', ca_env) == '0'
+        assert model.level.clear_alarm(wait=True) and _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM')
+    finally:
+        model.shutdown()
+
+
+def test_the_alarm_source_refuses_a_client_write_quietly(plant, ca_env, caplog):
+    """The source on the app's caproto server is read-only to clients: a caput of this user (other
+    users are refused at connection) gets "Write access denied", the alarm stays, and the app's log
+    gets no traceback."""
+    import logging
+
+    name = f'{plant.device_name}:heater'
+    assert plant.heater.set_alarm('MAJOR', status='HIHI', wait=True)
+    env = dict(ca_env, EPICS_CA_ADDR_LIST=plant._alarm_server.address)
+    caplog.clear()
+    with caplog.at_level(logging.DEBUG):
+        done = subprocess.run([epics_tool('caput'), '-w', '3', f'{name}:alarm:app', '0'], env=env,
+                              capture_output=True, text=True, timeout=30)
+        time.sleep(0.5)   # the server's log of the write, if any
+    assert done.returncode != 0 and 'Write access denied' in done.stdout + done.stderr, done.stdout + done.stderr
+    assert not [r for r in caplog.records if r.exc_info], [r.getMessage() for r in caplog.records]
+    caput(name, 2.5, ca_env)
+    assert _alarm(name, ca_env) == ('MAJOR', 'HIHI')
+
+
+def test_an_alarm_the_app_sets_while_a_refusal_is_put_back_is_kept(device, ca_port, ca_env):
+    """Another thread of the app sets its own alarm just as a refused value is put back: the
+    put-back's refusal mark must not stick to the app's alarm, or the next accepted value clears it.
+    (The other thread is started at the worst moment, from inside the put-back's put, and given
+    0.5 s: it either waits for the put-back to finish, or runs in its window.)"""
+    import threading
+
+    from twisted.internet import reactor
+
+    model = Guarded(device, callbacks=Guard(), ca_port=ca_port)
+    try:
+        name = f'{device}:level'
+        pv = model.level
+        real_put, started, depth = pv.put, [], [0]
+
+        def put(value, *args, **kwargs):
+            depth[0] += 1
+            try:
+                done = real_put(value, *args, **kwargs)
+            finally:
+                depth[0] -= 1
+            if not started and not depth[0]:   # the put-back of the refused value is out: the other thread now
+                started.append(threading.Thread(target=pv.set_alarm, args=('MAJOR',), kwargs={'status': 'HIHI'}))
+                started[0].start()
+                started[0].join(0.5)
+            return done
+
+        pv.put = put
+
+        def turns(until, what):
+            deadline = time.monotonic() + 15
+            while not until():
+                reactor.iterate(0.01)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'timed out waiting for {what}')
+
+        turns(lambda: pv.get() == 10.0, 'the initial value')
+        caput(name, -5, ca_env)
+        turns(lambda: started and not started[0].is_alive(), "the app's alarm")
+        del pv.put
+        assert _alarm(name, ca_env) == ('MAJOR', 'HIHI') and caget(name, ca_env) == '10'
+        caput(name, 4, ca_env)   # accepted: it clears a refusal's alarm, not the app's
+        turns(lambda: pv.get() == 4.0, 'the accepted value')
+        for _ in range(20):
+            reactor.iterate(0.01)
+        assert _alarm(name, ca_env) == ('MAJOR', 'HIHI')
+    finally:
+        model.shutdown()
+
+
+def test_a_pva_clients_refused_write_shows_the_write_alarm_to_pva_clients(device, ca_port, ca_env):
+    """softIocPVA: a value pvput writes and validate_ refuses is put back with MINOR/WRITE, which
+    pvget reads (QSRV's message is then the status name); an accepted pvput clears it."""
+    from twisted.internet import reactor
+
+    model = Guarded(device, callbacks=Guard(), ca_port=ca_port, pva=True)
+    try:
+        name = f'{device}:level'
+
+        def turns(until, what):
+            deadline = time.monotonic() + 15
+            while not until():
+                reactor.iterate(0.01)
+                if time.monotonic() > deadline:
+                    raise AssertionError(f'timed out waiting for {what}')
+
+        def pvget():
+            got = subprocess.run([epics_tool('pvget'), '-w', '5', '-M', 'json', '-r', 'value,alarm', name], env=ca_env,
+                                 capture_output=True, text=True, timeout=30)
+            assert got.returncode == 0, got.stdout + got.stderr
+            return got.stdout.replace(' ', '')
+
+        turns(lambda: model.level.get() == 10.0, 'the initial value')
+        put = subprocess.run([epics_tool('pvput'), '-w', '5', name, '-3'], env=ca_env, capture_output=True, text=True,
+                             timeout=30)
+        assert put.returncode == 0, put.stdout + put.stderr
+        turns(lambda: 'alarm:{severity:1,status:1,message:"WRITE"}' in pvget() and 'value:10' in pvget(),
+              'the refusal, seen by pvget')
+        assert model.level.alarm_message == 'refused -3.0'
+        subprocess.run([epics_tool('pvput'), '-w', '5', name, '7'], env=ca_env, capture_output=True, timeout=30)
+        turns(lambda: 'alarm:{severity:0,status:0,message:"NO_ALARM"}' in pvget() and 'value:7' in pvget(),
+              'the accepted value, seen by pvget')
+    finally:
+        model.shutdown()
+
+
+class EveryKind(models.Model):
+    f = models.Float('f', default=1.5, alarm=True)
+    fi = models.FloatInput('fi', default=2.5, alarm=True)
+    i = models.Integer('i', default=3, alarm=True)
+    ii = models.IntegerInput('ii', default=4, alarm=True)
+    e = models.Enum('e', choices=['A', 'B'], alarm=True)
+    ei = models.EnumInput('ei', choices=['A', 'B'], alarm=True)
+    t = models.Toggle('t', alarm=True)
+    bi = models.BoolInput('bi', alarm=True)
+    s = models.String('s', default='x', alarm=True)
+    sl = models.String('sl', max_length=100, default='long', alarm=True)
+    si = models.StringInput('si', default='y', alarm=True)
+    a = models.Array('a', type=float, length=4, alarm=True)
+    bo = models.BinaryOutput('bo', alarm=True)
+    bn = models.BinaryInput('bn', alarm=True)
+    c = models.Calc('c', calc='A+1', alarm=True)
+    co = models.CalcOut('co', calc='A+1', alarm=True)
+
+
+def test_every_kind_starts_clear_keeps_its_record_type_and_shows_any_alarm(device, ca_port, ca_env):
+    """Each kind that takes alarm=True, input and output, string, long string, array, calc: no alarm
+    at the start, the record type of the kind, and the severity and status the app sets (C caget)."""
+    types = {'f': 'ao', 'fi': 'ai', 'i': 'longout', 'ii': 'longin', 'e': 'mbbo', 'ei': 'mbbi', 't': 'bo', 'bi': 'bi',
+             's': 'stringout', 'sl': 'waveform', 'si': 'stringin', 'a': 'waveform', 'bo': 'mbboDirect',
+             'bn': 'mbbiDirect', 'c': 'calc', 'co': 'calcout'}
+    model = EveryKind(device, ca_port=ca_port)
+    try:
+        for field, rtype in types.items():
+            name = f'{device}:{field}'
+            assert caget(f'{name}.RTYP', ca_env) == rtype, field
+            assert _alarm(name, ca_env) == ('NO_ALARM', 'NO_ALARM'), field
+        for severity, status in (('MAJOR', 'HIHI'), ('INVALID', 'UDF'), ('MINOR', 'WRITE_ACCESS'), ('NO_ALARM', None)):
+            for field in types:
+                assert getattr(model, field).set_alarm(severity, status=status, wait=True), field
+            for field in types:
+                assert _alarm(f'{device}:{field}', ca_env) == (severity, status or 'NO_ALARM'), (field, severity)
+    finally:
+        model.shutdown()

@@ -42,6 +42,7 @@ class Tank(models.Model):
 class FakePV:
     def __init__(self, name):
         self.name, self.puts = name, []
+        self._shell = False   # written over CA (devioc.access.through_shell)
 
     def put(self, value, wait=False):
         self.puts.append(value)
