@@ -249,6 +249,13 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
         if holds_macro:
             asg = _expanded_asg(asg, macros)
             label = f'{label} (that is {asg!r})'
+        if getattr(record, 'alarm', False) and not getattr(record, 'read_only', False) and acf_groups is not None \
+                and RO_GROUP not in acf_groups and not macro_asgs_only:
+            messages.append(CheckMessage(
+                'devioc.E027', f'the field is alarm=True, whose hidden record <pv>:alarm is read-only, but the access '
+                f'security file given as acf= defines no ASG({RO_GROUP}): softIoc would put that record in DEFAULT, '
+                'and a client could set its alarm limits or INP', f'add the line "ASG({RO_GROUP}) {{ RULE(1, READ) }}" '
+                'to that file', where))
         if getattr(record, 'read_only', False):
             if acf_groups is not None and RO_GROUP not in acf_groups:
                 messages.append(CheckMessage(

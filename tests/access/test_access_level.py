@@ -266,3 +266,18 @@ def test_scanned_fields_publish_at_the_default_level(run_model, ca_env):
     yield until(lambda: float(caget(f'{ioc.device_name}:level', ca_env)) >= 4, 'the scanned values published')
     yield until(lambda: caget(f'{ioc.device_name}:shown', ca_env) == '2.5', 'the read-only scanned value')
     assert _refused(_put([epics_tool('caput')], f'{ioc.device_name}:level.SCAN', 'Passive', ca_env))
+
+
+def test_a_site_file_must_keep_the_hidden_alarm_record_read_only(tmp_path, device):
+    """An alarm=True field's hidden record is in DEVIOC_RO: a site file without that group is E027
+    (softIoc would put the record in DEFAULT, where a client could set its HIHI or INP)."""
+    class Alarmed(models.Model):
+        heater = models.Float('heater', alarm=True)
+
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(DEFAULT) { RULE(1, READ) RULE(0, WRITE) }\n')
+    with pytest.raises(ModelError) as err:
+        Alarmed(device, acf=site)
+    assert [(m.id, m.obj) for m in err.value.messages] == [('devioc.E027', 'Alarmed.heater')]
+    assert 'ASG(DEVIOC_RO) { RULE(1, READ) }' in str(err.value)
+    assert access.uses_access(Alarmed)   # the rendered file is loaded for it without acf= too
