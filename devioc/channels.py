@@ -433,6 +433,8 @@ class PV:
         if self._subscription is None:
             if not self.connected:
                 raise RuntimeError(f'{self.name} is not connected: is the IOC running?')
+            if self._shell:   # the app's puts went through softIoc's shell, not this CA circuit
+                self._shell_sync(timeout)
             self.subscribe()
             ca_flush()
         if not self._has_value.wait(timeout):
@@ -443,6 +445,21 @@ class PV:
             index = int(value)
             return self.enum_strs[index] if 0 <= index < len(self.enum_strs) else str(index)
         return value
+
+    def _shell_sync(self, timeout: float) -> None:
+        """Wait until softIoc's shell has run the lines sent before (the app's puts to a field it
+        writes through the shell, :mod:`devioc.access`), so that a read that follows sees them."""
+        process = getattr(self.model, '_process', None)
+        if process is None or process.exited.is_set():
+            return
+        done = threading.Event()
+        try:
+            process.command(b'#\n', lambda ok: done.set())   # a comment line: its echo marker comes after
+        except RuntimeError:
+            return
+        if not done.wait(timeout):
+            logger.warning('%s: softIoc did not run its shell lines within %.1f s; reading anyway', self.name,
+                           timeout)
 
     @property
     def value(self) -> Any:

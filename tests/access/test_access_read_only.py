@@ -306,3 +306,23 @@ def test_the_app_puts_both_states_of_read_only_toggles(device, ca_port, ca_env):
         assert caget(f'{device}:named', ca_env) == 'ON'
     finally:
         model.shutdown()
+
+
+class Many(models.Model):
+    locals().update({f'c{i}': models.IntegerInput(f'c{i}') for i in range(60)})
+
+
+def test_the_first_get_after_shell_puts_returns_the_last_put(device, ca_port):
+    """get() subscribes on its first call and returns the IOC's current value, every earlier put
+    included: puts to a read-only field go through softIoc's shell, not the CA circuit the read
+    uses, so the first read waits for the shell's lines (60 fields, each read once right after)."""
+    model = Many(device, ca_port=ca_port)
+    try:
+        for i in range(60):
+            pv = getattr(model, f'c{i}')
+            assert not pv.monitored
+            pv.put(1000 + i)
+            pv.put(2000 + i)
+            assert pv.get() == 2000 + i, f'c{i}'
+    finally:
+        model.shutdown()
