@@ -341,7 +341,7 @@ def test_fields_without_callbacks_are_monitored_from_their_first_get(device, ca_
         assert ioc.note.value == 'from a client'
         ioc.count.put(41)
         ioc.count.put(42)
-        assert ioc.count.get() == 42  # the subscription follows the puts on the same circuit
+        assert ioc.count.get() == 42  # the first get waits for the earlier puts (read-only: through the shell)
         caput(f'{device}:level', '7.25')
         deadline = time.monotonic() + 5
         while ioc.level.get() != 7.25 and time.monotonic() < deadline:
