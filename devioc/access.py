@@ -145,7 +145,7 @@ def serves_acf(model: Any) -> bool:
     """True when the model's softIoc loads an access security file: a site's (``acf=``), or the one
     devioc renders (:func:`uses_access`; health records are read-only too, so they need it)."""
     return getattr(model, '_acf', None) is not None or uses_access(type(model)) or \
-        getattr(model, '_health', None) is not None
+        getattr(model, '_health', None) is not None or bool(getattr(model, '_alarmed', None))
 
 
 def through_shell(model: Any, record: Any, field: str = 'VAL') -> bool:
@@ -202,7 +202,7 @@ def _expanded_asg(asg: Any, macros: Any) -> Any:
 
 
 def check_access(model_class: type, acf_groups: set[str] | None = None, macros: dict[str, str] | None = None,
-                 macro_asgs_only: bool = False) -> list['CheckMessage']:
+                 macro_asgs_only: bool = False, alarmed: set[str] = frozenset()) -> list['CheckMessage']:
     """Check ``Meta.access`` and every field's ASG against the groups some rule defines.
 
     Args:
@@ -212,6 +212,8 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
         macros: the macros of a device (``device`` included): an ASG that holds a macro is checked as
             it expands; without them such an ASG is not checked (the class alone cannot say).
         macro_asgs_only: check only the ASGs that hold a macro (the rest were checked with the class).
+        alarmed: fields with a hidden alarm record besides the ``alarm=True`` ones (a running
+            model's validated fields: :func:`devioc.alarms.alarmed_fields`).
 
     Returns:
         devioc.E027 errors: a malformed ``Meta.access``, an ASG that no rule defines (when
@@ -249,13 +251,13 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
         if holds_macro:
             asg = _expanded_asg(asg, macros)
             label = f'{label} (that is {asg!r})'
-        if getattr(record, 'alarm', False) and not getattr(record, 'read_only', False) and acf_groups is not None \
-                and RO_GROUP not in acf_groups and not macro_asgs_only:
+        if (getattr(record, 'alarm', False) or attname in alarmed) and not getattr(record, 'read_only', False) \
+                and acf_groups is not None and RO_GROUP not in acf_groups and not macro_asgs_only:
             messages.append(CheckMessage(
-                'devioc.E027', f'the field is alarm=True, whose hidden record <pv>:alarm is read-only, but the access '
-                f'security file given as acf= defines no ASG({RO_GROUP}): softIoc would put that record in DEFAULT, '
-                'and a client could set its alarm limits or INP', f'add the line "ASG({RO_GROUP}) {{ RULE(1, READ) }}" '
-                'to that file', where))
+                'devioc.E027', f'the field has a hidden alarm record <pv>:alarm (alarm=True, or validate_{attname}), '
+                f'which is read-only, but the access security file given as acf= defines no ASG({RO_GROUP}): softIoc '
+                'would put that record in DEFAULT, and a client could set its alarm limits or INP',
+                f'add the line "ASG({RO_GROUP}) {{ RULE(1, READ) }}" to that file', where))
         if getattr(record, 'read_only', False):
             if acf_groups is not None and RO_GROUP not in acf_groups:
                 messages.append(CheckMessage(

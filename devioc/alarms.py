@@ -104,9 +104,40 @@ def sdis_link(record_name: str) -> str:
     return f'$(device):{record_name}{SUFFIX}.DISA NPP MSS'
 
 
-def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> list[tuple[str, str, dict]]:
-    """``(record type, name, fields)`` of the hidden longin of every ``alarm=True`` field (in the
-    read-only group, ``DEVIOC_RO``).
+def alarmed_fields(model_class: type, callbacks: Any = None) -> set[str]:
+    """The fields of ``model_class`` that get a hidden alarm record: ``alarm=True``, and every field
+    the app validates (``validate_<field>`` on ``callbacks``: a refused value shows MINOR/WRITE,
+    issue 14 §4) unless it is read-only (no client write to refuse) or takes SDIS itself (logged).
+    """
+    from .validation import validator_for
+
+    out = set()
+    for att, record in model_class._fields.items():
+        if getattr(record, 'alarm', False):
+            out.add(att)
+        elif callbacks is not None and validator_for(callbacks, att) is not None \
+                and not getattr(record, 'read_only', False):
+            if 'SDIS' in getattr(record, 'user_fields', ()):
+                logger.warning('%s.%s: validate_%s refuses values without a WRITE alarm: the field sets SDIS, the '
+                               'link the alarm would come in by', model_class.__name__, att, att)
+                continue
+            out.add(att)
+    return out
+
+
+def add_sdis(records: dict[str, tuple[str, dict]], model_class: type, alarmed: set[str]) -> None:
+    """Give the fields in ``alarmed`` that are not declared ``alarm=True`` (validated fields) the
+    SDIS link their hidden record's alarm comes in by (declared ones have it from their record)."""
+    for att in alarmed:
+        if not getattr(model_class._fields[att], 'alarm', False):
+            name, fields = records[att]
+            fields['SDIS'] = f'{name}{SUFFIX}.DISA NPP MSS'
+
+
+def hidden_records(model_class: type, records: dict[str, tuple[str, dict]],
+                   alarmed: set[str] | None = None) -> list[tuple[str, str, dict]]:
+    """``(record type, name, fields)`` of the hidden longin of every field in ``alarmed`` (None: every
+    ``alarm=True`` field), in the read-only group, ``DEVIOC_RO``.
 
     Raises:
         ValueError: a hidden name is taken by a field, or longer than EPICS allows.
@@ -117,7 +148,7 @@ def hidden_records(model_class: type, records: dict[str, tuple[str, dict]]) -> l
     names = {name for name, _ in records.values()}
     out = []
     for att, (name, _) in records.items():
-        if not getattr(model_class._fields[att], 'alarm', False):
+        if not (att in alarmed if alarmed is not None else getattr(model_class._fields[att], 'alarm', False)):
             continue
         hidden = f'{name}{SUFFIX}'
         if hidden in names:
@@ -403,8 +434,9 @@ def attach(model: Any, records: dict[str, tuple[str, dict]]) -> Any:
     """
     from .appserver import AppServer
 
+    alarmed = getattr(model, '_alarmed', None)
     names = [f'{name}{SUFFIX}{SOURCE}' for att, (name, _) in records.items()
-             if getattr(model._fields[att], 'alarm', False)]
+             if (att in alarmed if alarmed is not None else getattr(model._fields[att], 'alarm', False))]
     if not names:
         return None
     server = AppServer()

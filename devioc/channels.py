@@ -287,7 +287,8 @@ class PV:
         self._validation = None
         #: the alarm the app set (devioc.alarms), None unless the field is declared alarm=True (issue 14 §3)
         from .alarms import AlarmState
-        self._alarm = AlarmState(name) if getattr(record, 'alarm', False) else None
+        alarmed = getattr(record, 'alarm', False) or getattr(record, 'attname', None) in getattr(model, '_alarmed', ())
+        self._alarm = AlarmState(name) if alarmed else None
 
     # -- channel and monitor
     def connect(self, reactor) -> None:

@@ -156,8 +156,10 @@ def _safe(name: str) -> str:
     return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
-def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str, str] | None = None) -> Path | None:
-    """The absolute path of a site's access security file, checked against the model's ASGs.
+def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str, str] | None = None,
+              alarmed: set[str] = frozenset()) -> Path | None:
+    """The absolute path of a site's access security file, checked against the model's ASGs (and
+    the fields in ``alarmed``, whose hidden record needs ``DEVIOC_RO``).
 
     Raises:
         ModelError: the file defines not every ASG the fields use (devioc.E027).
@@ -171,7 +173,7 @@ def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str
     except OSError as err:
         raise FileNotFoundError(f'{model_class.__name__}: cannot read the access security file acf={str(acf)!r}: '
                                 f'{err.strerror or err}') from None
-    checks.raise_if(access.check_access(model_class, defined, macros))
+    checks.raise_if(access.check_access(model_class, defined, macros, alarmed=alarmed))
     return path
 
 
@@ -249,6 +251,7 @@ class Model(metaclass=ModelType):
         self._blocking: blocking.Blocking | None = None  # the app server of blocking fields (devioc.blocking)
         self._rpc: rpc.Server | None = None  # the app's @function methods (devioc.rpc)
         self._alarm_server: Any = None  # the CA server of alarm=True fields' alarm sources (devioc.alarms)
+        self._alarmed: set[str] = set()  # the fields with a hidden alarm record (devioc.alarms.alarmed_fields)
         self._pvs: dict[str, Any] = {}
         self._owner = os.getpid()
         self._autosave: autosave.Saver | None = None  # autosave of the fields that ask for it
@@ -272,7 +275,10 @@ class Model(metaclass=ModelType):
             None if getattr(self._fields[att], 'blocking', False) is True else self._write_callback(att)))
         checks.raise_if(validation.check_validators(type(self), self._callbacks)  # issue 14 §4
                         + access.check_client_hooks(type(self), self._callbacks))
-        self._acf = _site_acf(type(self), acf, self._macros)  # access (issue 14)
+        # devioc.alarms: alarm=True fields and validated ones (a refused value shows MINOR/WRITE)
+        self._alarmed = alarms.alarmed_fields(type(self), self._callbacks)
+        alarms.add_sdis(records, type(self), self._alarmed)
+        self._acf = _site_acf(type(self), acf, self._macros, self._alarmed)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -373,7 +379,8 @@ class Model(metaclass=ModelType):
             records = self._autosave.restore(records)
         # hidden records: devioc.app's scan counters, devioc.writes' twins and detectors
         db_file.write_text(render.render_db(type(self), self._device_name, records=records,
-                                            extra=list(self._scan_counters) + list(self._extra_records)))
+                                            extra=list(self._scan_counters) + list(self._extra_records),
+                                            alarmed=self._alarmed))
         if self._blocking is not None:   # devioc.blocking: its helper records
             with db_file.open('a') as db:
                 db.write(self._blocking.extra_db())

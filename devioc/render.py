@@ -74,18 +74,20 @@ def expand_model(model_class: type, device: str, macros: Mapping[str, str] | Non
 
 def render_db(model_class: type, device: str, macros: Mapping[str, str] | None = None,
               records: Mapping[str, tuple[str, dict]] | None = None,
-              extra: Iterable[tuple[str, str, dict]] = ()) -> str:
+              extra: Iterable[tuple[str, str, dict]] = (), alarmed: set[str] | None = None) -> str:
     """The .db text of ``model_class`` for ``device``.
 
     Args:
         extra: more records, ``(record type, name, fields)``, after the model's own (the hidden scan
             counters of :mod:`devioc.app`, the twins and detectors of :mod:`devioc.writes`).
+        alarmed: the fields that get a hidden alarm record (:func:`devioc.alarms.alarmed_fields`: a
+            running model's validated fields too); None: those declared ``alarm=True``.
     """
     if records is None:
         records = expand_model(model_class, device, macros)
     items = []  # escaped here, by the same .dbd rules the checks apply: the template only lays the text out
     from .alarms import hidden_records  # alarms (issue 14 §3): hidden records first, processed (PINI) first
-    for rtype, name, fields in hidden_records(model_class, records):
+    for rtype, name, fields in hidden_records(model_class, records, alarmed):
         defs = dbd.fields(rtype)
         items.append((rtype, dbstring(name), [(key, dbvalue(value, defs.get(key))) for key, value in fields.items()]))
     for att, (name, fields) in records.items():

@@ -101,8 +101,10 @@ def test_exposure_of_a_refused_value(tank, ca_env):
             writer.wait(10)
         monitor.terminate()
         out = monitor.communicate(timeout=10)[0]
-    # -t sI: each line's server timestamp as the increment since the line before
-    posts = [(float(m.group(1)), float(m.group(2))) for m in re.finditer(r'\+([\d.]+)\s+(-?[\d.]+)\s*$', out, re.M)]
+    # -t sI: each line's server timestamp as the increment since the line before; then the value, and
+    # the status and severity while the record is in alarm (the refusal's MINOR/WRITE)
+    posts = [(float(m.group(1)), float(m.group(2)))
+             for m in re.finditer(r'\+([\d.]+)\s+(-?[\d.]+)(?:\s+\w+\s+\w+)?\s*$', out, re.M)]
     windows = [later[0] for (_, value), later in zip(posts, posts[1:]) if value == -1 and later[1] == 10]
     written = sum(writer.returncode == 0 for writer in writers)   # a caput may miss its search on a busy host
     assert written >= 5 and len(windows) == written, (written, repr(out[-600:]))
@@ -212,3 +214,25 @@ def test_a_refused_write_then_a_valid_one_leaves_the_valid_one(tank, ca_env):
     finally:
         client.stdin.close()
         client.wait(15)
+
+
+def test_a_refused_value_shows_a_write_alarm_without_alarm_true(tank, ca_env):
+    """Every validated field gets the hidden alarm record (issue 14 §4: the put-back comes with a
+    WRITE alarm): a refused value is put back with MINOR/WRITE, which the C caget and the app's PV
+    read and which names the refused value; the next accepted value clears it; a corrected one
+    leaves no alarm; the record keeps its name and type (ao)."""
+    model, app = tank
+    name = f'{model.device_name}:level'
+    assert model.level._alarm is not None and model.mode._alarm is not None
+    _reactor_turns(lambda: app.seen == [10.0], 'the initial value')
+    assert caget(f'{name}.STAT', ca_env) == 'NO_ALARM' and caget(f'{name}.RTYP', ca_env) == 'ao'
+    caput(name, -5, ca_env)
+    _reactor_turns(lambda: caget(name, ca_env) == '10' and caget(f'{name}.SEVR', ca_env) == 'MINOR',
+                   'the refused value put back with an alarm')
+    assert caget(f'{name}.STAT', ca_env) == 'WRITE'
+    assert 'refused' in model.level.alarm_message and '-5' in model.level.alarm_message
+    caput(name, 42, ca_env)
+    _reactor_turns(lambda: caget(f'{name}.SEVR', ca_env) == 'NO_ALARM' and 42.0 in app.seen, 'the alarm cleared')
+    caput(name, 150, ca_env)
+    _reactor_turns(lambda: caget(name, ca_env) == '100', 'the correction')
+    assert caget(f'{name}.SEVR', ca_env) == 'NO_ALARM'
