@@ -12,8 +12,8 @@ value), or another value (correct: the record is put to it, and ``do_<field>`` i
 It sees every value the record posts but its first (the IOC's initial value) and devioc's own
 write-backs, the app's own puts included.
 
-On a field declared ``alarm=True`` (:mod:`devioc.alarms`) a refused value also raises a MINOR
-alarm with status WRITE (EPICS's status of a refused write; MINOR: the value shown, the previous
+A validated field gets the hidden alarm record of an ``alarm=True`` field
+(:func:`devioc.alarms.alarmed_fields`), so a refused value also raises a MINOR alarm with status WRITE (EPICS's status of a refused write; MINOR: the value shown, the previous
 one put back, is valid), set in the same
 processing as the put-back, with the message ``refused <value>`` in ``pv.alarm_message``; the next
 accepted value clears it (one more processing of the record).
