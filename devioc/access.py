@@ -147,6 +147,25 @@ def serves_acf(model: Any) -> bool:
         getattr(model, '_health', None) is not None
 
 
+def guard_hidden(records: list[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
+    """The hidden records devioc adds beside fields, each in an access security group.
+
+    A hidden record that says no group of its own goes to ``DEVIOC_RO``: the database and the app
+    (through softIoc's shell) write it, no client. Left in ``DEFAULT`` it let any client reach what
+    its field's rules keep from them: ``<pv>:_app`` (OUT ``"<pv> PP"``) wrote a restricted record,
+    ``<pv>:_w`` and ``<pv>:_scan`` posted values the app takes for a client write or a scan. (A
+    record whose ASG the loaded file does not define is in ``DEFAULT``, as before: softIoc's asLib.)
+
+    Args:
+        records: ``(record type, name, fields)`` of the hidden records.
+
+    Returns:
+        The same records, ``ASG`` set where they gave none.
+    """
+    return [(rtype, name, fields if fields.get('ASG') else {**fields, 'ASG': RO_GROUP})
+            for rtype, name, fields in records]
+
+
 def through_shell(model: Any, record: Any, field: str = 'VAL') -> bool:
     """True when the app writes this field through softIoc's shell rather than Channel Access.
 

@@ -373,7 +373,7 @@ class Model(metaclass=ModelType):
             records = self._autosave.restore(records)
         # hidden records: devioc.app's scan counters, devioc.writes' twins and detectors
         db_file.write_text(render.render_db(type(self), self._device_name, records=records,
-                                            extra=list(self._scan_counters) + list(self._extra_records)))
+                                            extra=access.guard_hidden(list(self._scan_counters) + list(self._extra_records))))
         if self._blocking is not None:   # devioc.blocking: its helper records
             with db_file.open('a') as db:
                 db.write(self._blocking.extra_db())

@@ -156,6 +156,9 @@ def plan(model_class: type, callbacks: Any, records: dict[str, tuple[str, dict]]
 
 def _records(rtype: str, name: str, fields: dict, callback: Callable) -> tuple[WritePlan, list]:
     twin: dict[str, Any] = {'DESC': 'devioc: the app\'s puts', 'OUT': f'{name} PP'}
+    # the twin writes the field through a link: a client may write it only where it may write the
+    # field (its group); the gate and the detector are written by no client (devioc.access.guard_hidden)
+    twin['ASG'] = fields.get('ASG') or 'DEFAULT'
     gate = {'DESC': 'devioc: 1 on a client put', 'INPA': f'{name}.PUTF NPP', 'INPB': f'{name}{APP_SUFFIX}.PACT NPP',
             'CALC': 'A&&!B'}
     watch: dict[str, Any] = {'DESC': 'devioc: client writes', 'INP': f'{name} NPP', 'SDIS': f'{name}{GATE_SUFFIX} PP',
