@@ -78,3 +78,48 @@ def test_no_client_reaches_a_restricted_record_through_a_hidden_one(run_model, c
     assert caget(f'{dev}:opsw', ca_env) == '3.5' and caget(f'{dev}:w', ca_env) == '4.5'
     assert ioc._blocking.fields['blops'].flag.put(1, wait=True)   # the helper the app sets on a failed write
     assert caget(f'{dev}:blops.UDF', ca_env) == '1'
+
+
+class Robot(models.Model):
+    level = models.Float('level')
+
+
+class RobotApp:
+    @models.function
+    def mount(self, port: str = 'A1') -> str:
+        if port == 'bad':
+            raise ValueError('no such\nport')   # a line break: the one-line :message carries it as a space
+        return f'mounted {port}'
+
+
+@pytest_twisted.inlineCallbacks
+def test_no_client_forges_a_functions_reply_status_message_or_listing(run_model, ca_env):
+    """A function's answers go to its caller through :reply (by call id), :status and :message: a
+    client that could write them could hand another client a forged result. Refused to every client;
+    the app's own answers still arrive, through the shell."""
+    ioc = run_model(Robot, callbacks=RobotApp())
+    dev = ioc.device_name
+    for caput in _clients():
+        for name in ('mount:reply', 'mount:message', 'rpc:functions'):
+            result = subprocess.run([*caput, '-S', '-w', '3', f'{dev}:{name}', '[{"id":"x","ok":true}]'],
+                                    env={**ca_env, 'HOME': '/tmp'}, capture_output=True, text=True, timeout=20)
+            assert _refused(result), (caput[-1], name, result.stdout)
+        assert _refused(_put(caput, f'{dev}:mount:status', '2', ca_env)), caput[-1]
+    assert 'mount' in caget(f'{dev}:rpc:functions', ca_env, '-S')
+
+    def call(*args):
+        return subprocess.run([epics_tool('caput'), '-c', '-w', '20', *args], env=ca_env, capture_output=True,
+                              text=True, timeout=30)
+
+    from twisted.internet import threads
+    done = yield threads.deferToThread(call, '-S', f'{dev}:mount:rpc.VAL$', '{"id":"op-1","args":["B2"]}')
+    assert done.returncode == 0, done.stderr
+    assert '"id":"op-1"' in caget(f'{dev}:mount:reply', ca_env, '-S').replace('\\"', '"')
+    assert 'mounted B2' in caget(f'{dev}:mount:reply', ca_env, '-S')
+    assert caget(f'{dev}:mount:status', ca_env) == 'done'
+    yield threads.deferToThread(subprocess.run, [epics_tool('caput'), '-S', f'{dev}:mount:port', 'bad'],
+                                env=ca_env, capture_output=True, timeout=20)
+    done = yield threads.deferToThread(call, f'{dev}:mount:call', '1')
+    assert done.returncode == 0, done.stderr
+    yield until(lambda: caget(f'{dev}:mount:status', ca_env) == 'error', 'the failed call reported')
+    assert caget(f'{dev}:mount:message', ca_env, '-S') == 'ValueError: no such port'
