@@ -301,7 +301,7 @@ def startproject(name: str, directory: str | None) -> None:
               help='Directory for the .db and .cmd files (created if needed).')
 def render_command(model: str, device: str, macros: tuple, output: str) -> None:
     """Write the .db and .cmd of MODULE:Class for a device, without running it (and its .acf, beside the
-    .db, when the model has read-only fields or Meta.access)."""
+    .db, when the model has read-only fields, Meta.access or Meta.access_level)."""
     from . import access, render
     from .checks import ModelError
 
