@@ -40,6 +40,8 @@ class Tank(models.Model):
 
 
 class FakePV:
+    _shell = False   # written over CA (devioc.access.through_shell), as a PV of a writable field at level 1
+
     def __init__(self, name):
         self.name, self.puts = name, []
 
