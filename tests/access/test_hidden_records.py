@@ -1,7 +1,8 @@
 """The hidden records devioc adds beside a field (write_<field>'s twin and detector, scan_<field>'s
 counter, a blocking field's UDF helper) must not let a client reach, through the database, what the
 field's own access rules keep from it: a client outside a restricted group writing ``<pv>:_app``
-(whose OUT is ``"<pv> PP"``) wrote the restricted record; writing ``<device>:_blockingN`` set the
+(whose OUT is ``"<pv> PP"``) wrote the restricted record, and any client writing a DEFAULT field's
+``<pv>:_app`` changed it with no write_<field> call; writing ``<device>:_blockingN`` set the
 UDF of a restricted blocking record; writing ``<pv>:_w`` or ``<pv>:_scan`` posted a value the app
 takes for a client write or a scan."""
 import subprocess
@@ -69,6 +70,7 @@ def test_no_client_reaches_a_restricted_record_through_a_hidden_one(run_model, c
     for caput in _clients():
         for name in ('opsw', 'opsw:_app', 'opsw:_w', 'opsw:_wc', 'w:_w', 'w:_wc', 'sc:_scan', '_blocking0'):
             assert _refused(_put(caput, f'{dev}:{name}', '666', ca_env)), (caput[-1], name)
+        assert _refused(_put(caput, f'{dev}:w:_app', '666', ca_env)), caput[-1]   # unseen by write_w
         assert _put(caput, f'{dev}:w', '5', ca_env).returncode == 0   # DEFAULT's value: still the clients'
     assert caget(f'{dev}:opsw', ca_env) == '0' and caget(f'{dev}:blops.UDF', ca_env) == '0'
     yield until(lambda: ('w', 5.0) in app.writes, "the clients' write to w reported")
