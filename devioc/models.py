@@ -156,7 +156,8 @@ def _safe(name: str) -> str:
     return ''.join(c if c in _PLAIN else ''.join(f'%{b:02X}' for b in c.encode('utf-8')) for c in name) or '%'
 
 
-def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str, str] | None = None) -> Path | None:
+def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str, str] | None = None,
+              health: bool = True) -> Path | None:
     """The absolute path of a site's access security file, checked against the model's ASGs.
 
     Raises:
@@ -172,6 +173,8 @@ def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str
         raise FileNotFoundError(f'{model_class.__name__}: cannot read the access security file acf={str(acf)!r}: '
                                 f'{err.strerror or err}') from None
     checks.raise_if(access.check_access(model_class, defined, macros))
+    for message in access.check_site_level(model_class, path, health, macros):
+        logging.getLogger('devioc.checks').warning('%s', message)   # W005: links open to clients
     return path
 
 
@@ -272,7 +275,7 @@ class Model(metaclass=ModelType):
             None if getattr(self._fields[att], 'blocking', False) is True else self._write_callback(att)))
         checks.raise_if(validation.check_validators(type(self), self._callbacks)  # issue 14 §4
                         + access.check_client_hooks(type(self), self._callbacks))
-        self._acf = _site_acf(type(self), acf, self._macros)  # access (issue 14)
+        self._acf = _site_acf(type(self), acf, self._macros, self._health is not None)  # access (issue 14)
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
