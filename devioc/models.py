@@ -375,8 +375,8 @@ class Model(metaclass=ModelType):
         if self._autosave is not None:  # the saved values go into the .db: records start holding them
             records = self._autosave.restore(records)
         # hidden records: devioc.app's scan counters, devioc.writes' twins and detectors
-        db_file.write_text(render.render_db(type(self), self._device_name, records=records,
-                                            extra=access.guard_hidden(list(self._scan_counters) + list(self._extra_records))))
+        hidden = access.guard_hidden(list(self._scan_counters) + list(self._extra_records))   # no client's
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records, extra=hidden))
         if self._blocking is not None:   # devioc.blocking: its helper records
             with db_file.open('a') as db:
                 db.write(self._blocking.extra_db())
