@@ -58,6 +58,7 @@ _BAD_NAME = re.compile(r'["\\\n\r\x00]')
 #: an .acf's comments and quoted strings; the head of a group's block; a RULE that lets everyone write
 _ACF_NOISE = re.compile(r'"[^"\n]*"|#[^\n]*')
 _ACF_BLOCK = re.compile(r'\bASG\s*\(\s*([^\s")]+)\s*\)\s*\{')
+_LEVEL1_WRITE = re.compile(r'\bRULE\s*\(\s*1\s*,\s*WRITE\b')
 _OPEN_WRITE = re.compile(r'\bRULE\s*\(\s*([01])\s*,\s*WRITE\s*(?:,\s*\w+\s*)?\)(?!\s*\{)')
 #: an .acf's comments, quoted strings and ASG(name) heads, in the order the file has them
 _ACF_TOKENS = re.compile(r'"[^"\n]*"|#[^\n]*|\bASG\s*\(\s*("?)([^\s")]+)\1\s*\)')
@@ -146,6 +147,25 @@ def serves_acf(model: Any) -> bool:
     devioc renders (:func:`uses_access`; health records are read-only too, so they need it)."""
     return getattr(model, '_acf', None) is not None or uses_access(type(model)) or \
         getattr(model, '_health', None) is not None or bool(getattr(model, '_alarmed', None))
+
+
+def guard_hidden(records: list[tuple[str, str, dict]]) -> list[tuple[str, str, dict]]:
+    """The hidden records devioc adds beside fields, each in an access security group.
+
+    A hidden record that says no group of its own goes to ``DEVIOC_RO``: the database and the app
+    (through softIoc's shell) write it, no client. Left in ``DEFAULT`` it let any client reach what
+    its field's rules keep from them: ``<pv>:_app`` (OUT ``"<pv> PP"``) wrote a restricted record,
+    ``<pv>:_w`` and ``<pv>:_scan`` posted values the app takes for a client write or a scan. (A
+    record whose ASG the loaded file does not define is in ``DEFAULT``, as before: softIoc's asLib.)
+
+    Args:
+        records: ``(record type, name, fields)`` of the hidden records.
+
+    Returns:
+        The same records, ``ASG`` set where they gave none.
+    """
+    return [(rtype, name, fields if fields.get('ASG') else {**fields, 'ASG': RO_GROUP})
+            for rtype, name, fields in records]
 
 
 def through_shell(model: Any, record: Any, field: str = 'VAL') -> bool:
@@ -369,6 +389,50 @@ def open_groups(path: str | os.PathLike) -> dict[str, int]:
         if levels:
             opened[head.group(1)] = max(levels)
     return opened
+
+
+def check_site_level(model_class: type, path: str | os.PathLike, health: bool = True,
+                     macros: dict[str, str] | None = None) -> list['CheckMessage']:
+    """devioc.W005: a site's file lets clients write the configuration (ASL1: links) of a group holding
+    fields of the model, while the model has read-only records.
+
+    Access security guards client puts, not database links: whoever may write a writable record's OUT
+    or FLNK can point it at a read-only record and write that through the database (what devioc's own
+    file prevents with ``RULE(0, WRITE)``). A warning, as the site may mean it (its writers are trusted).
+
+    Args:
+        model_class: the model class.
+        path: the site's access security file (``Model(acf=...)``).
+        health: the model serves the health records (read-only too).
+        macros: the device's macros, for an ASG that holds one.
+
+    Raises:
+        OSError: the file cannot be read.
+    """
+    from .checks import CheckMessage
+
+    fields = model_class._fields.values()
+    if not health and not any(getattr(record, 'read_only', False) for record in fields):
+        return []
+    used = {_expanded_asg(record.fields.get('ASG'), macros) or DEFAULT_GROUP
+            for record in fields if not getattr(record, 'read_only', False)} | {DEFAULT_GROUP}
+    text = _ACF_NOISE.sub(lambda found: '""' if found.group().startswith('"') else ' ',
+                          Path(path).read_text(encoding='utf-8', errors='replace'))
+    open1 = []
+    for head in _ACF_BLOCK.finditer(text):
+        depth, end = 1, head.end()
+        while end < len(text) and depth:
+            depth += {'{': 1, '}': -1}.get(text[end], 0)
+            end += 1
+        if head.group(1) in used and _LEVEL1_WRITE.search(text[head.end():end - 1]):
+            open1.append(head.group(1))
+    if not open1:
+        return []
+    return [CheckMessage(
+        'devioc.W005', f'the access security file given as acf= lets clients write level-1 fields (links: OUT, FLNK, '
+        f'...) of ASG {", ".join(sorted(open1))}: such a client can point a link at a read-only record and write it '
+        'through the database', 'give those groups RULE(0, WRITE) (values only), or keep their writers to people '
+        'trusted with the read-only records too', model_class.__name__)]
 
 
 def render_acf(model_class: type, device: str) -> str:

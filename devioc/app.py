@@ -180,7 +180,9 @@ def scan_records(records: dict, scanned: dict[str, Callable]) -> tuple[dict, lis
             raise HookError(f'{pv_name}: scan_{attname} needs a hidden record {counter!r}, {len(counter.encode())} '
                             f'bytes long; EPICS allows {MAX_NAME}: use a shorter device or field name')
         if not fields.get('SCAN') or fields.get('SCAN') == 'Passive':
-            logger.warning('%s has no SCAN: scan_%s runs only once a client sets %s.SCAN', pv_name, attname, pv_name)
+            logger.warning('%s has no SCAN: scan_%s runs only once %s.SCAN is set (by the app: '
+                           "ioc.%s.field('SCAN').put('1 second'); by clients only with Meta.access_level = 1)",
+                           pv_name, attname, pv_name, attname)
         mine = {'INPA': f'{counter} NPP', 'INPB': f'{pv_name}.PUTF NPP', 'CALC': 'B?A:A+1'}
         if fields.get('FLNK'):
             mine['FLNK'] = fields['FLNK']

@@ -270,11 +270,14 @@ class Blocking:
 
     def extra_db(self) -> str:
         """The .db text of the helper records that put a blocking record in alarm (appended to the model's)."""
+        from .access import RO_GROUP
+
         text = []
         for field in self.fields.values():
             if field.flag_name:
                 text.append(f'record(longout, "{dbd.dbstring(field.flag_name)}") {{\n'
                             f'    field(DESC, "devioc: UDF alarm of a failed write")\n'
+                            f'    field(ASG, "{RO_GROUP}")\n'   # no client's: the app writes it through the shell
                             f'    field(OUT, "{dbd.dbstring(field.pv_name)}.UDF NPP")\n}}\n')
         return '\n'.join(text)
 
@@ -285,7 +288,7 @@ class Blocking:
 
         for field in self.fields.values():
             if field.flag_name:
-                field.flag = PV(field.flag_name, Integer(field.flag_name), field.model)
+                field.flag = PV(field.flag_name, Integer(field.flag_name, read_only=True), field.model)
                 field.flag.connect(reactor)
 
     def environ(self, env: dict[str, str]) -> None:

@@ -301,7 +301,7 @@ def startproject(name: str, directory: str | None) -> None:
               help='Directory for the .db and .cmd files (created if needed).')
 def render_command(model: str, device: str, macros: tuple, output: str) -> None:
     """Write the .db and .cmd of MODULE:Class for a device, without running it (and its .acf, beside the
-    .db, when the model has read-only fields or Meta.access)."""
+    .db, when the model has read-only fields, Meta.access or Meta.access_level)."""
     from . import access, render
     from .checks import ModelError
 
@@ -367,6 +367,8 @@ def check_command(model: str, device: str, macros: tuple, acf: str | None) -> No
     if acf:  # access (issue 14): the site's file replaces Meta.access, so its groups are what count
         messages = [m for m in messages if m.id not in ('devioc.W004', 'devioc.E027')]
         messages += access.check_access(model_class, access.site_groups(acf), {**macros_dict(macros), 'device': device})
+        messages += access.check_site_level(model_class, acf, health.enabled(model_class, None),
+                                            {**macros_dict(macros), 'device': device})   # W005
     try:
         checks.raise_if(messages)
     except checks.ModelError as err:

@@ -157,7 +157,7 @@ def _safe(name: str) -> str:
 
 
 def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str, str] | None = None,
-              alarmed: set[str] = frozenset()) -> Path | None:
+              health: bool = True, alarmed: set[str] = frozenset()) -> Path | None:
     """The absolute path of a site's access security file, checked against the model's ASGs (and
     the fields in ``alarmed``, whose hidden record needs ``DEVIOC_RO``).
 
@@ -174,6 +174,8 @@ def _site_acf(model_class: type, acf: str | os.PathLike | None, macros: dict[str
         raise FileNotFoundError(f'{model_class.__name__}: cannot read the access security file acf={str(acf)!r}: '
                                 f'{err.strerror or err}') from None
     checks.raise_if(access.check_access(model_class, defined, macros, alarmed=alarmed))
+    for message in access.check_site_level(model_class, path, health, macros):
+        logging.getLogger('devioc.checks').warning('%s', message)   # W005: links open to clients
     return path
 
 
@@ -278,7 +280,7 @@ class Model(metaclass=ModelType):
         # devioc.alarms: alarm=True fields and validated ones (a refused value shows MINOR/WRITE)
         self._alarmed = alarms.alarmed_fields(type(self), self._callbacks)
         alarms.add_sdis(records, type(self), self._alarmed)
-        self._acf = _site_acf(type(self), acf, self._macros, self._alarmed)  # access (issue 14)
+        self._acf = _site_acf(type(self), acf, self._macros, self._health is not None, self._alarmed)  # access
         self._command = find_softioc(command, pva=pva)
         self._directory = cache_root() / _safe(device_name)
         self._lock()
@@ -378,8 +380,8 @@ class Model(metaclass=ModelType):
         if self._autosave is not None:  # the saved values go into the .db: records start holding them
             records = self._autosave.restore(records)
         # hidden records: devioc.app's scan counters, devioc.writes' twins and detectors
-        db_file.write_text(render.render_db(type(self), self._device_name, records=records,
-                                            extra=list(self._scan_counters) + list(self._extra_records),
+        hidden = access.guard_hidden(list(self._scan_counters) + list(self._extra_records))   # no client's
+        db_file.write_text(render.render_db(type(self), self._device_name, records=records, extra=hidden,
                                             alarmed=self._alarmed))
         if self._blocking is not None:   # devioc.blocking: its helper records
             with db_file.open('a') as db:

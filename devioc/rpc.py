@@ -369,14 +369,17 @@ class Server:
                                              DTYP='Async Soft Channel', OUT=f'{fn.hidden}t CA')
             records['cancel'] = models.String(f'{served}:cancel', max_length=39, desc='call id to cancel',
                                               DTYP='Async Soft Channel', OUT=f'{fn.hidden}c CA')
-            records['status'] = models.Enum(f'{served}:status', choices=list(STATES), default=0)
-            records['message'] = models.String(f'{served}:message', max_length=256)
+            # the app's answers: no client writes them (a forged reply or status would reach other clients);
+            # the app writes them through softIoc's shell (devioc.access). :return stays writable: a str
+            # result may hold line breaks, which a shell line cannot carry
+            records['status'] = models.Enum(f'{served}:status', choices=list(STATES), default=0, read_only=True)
+            records['message'] = models.String(f'{served}:message', max_length=256, read_only=True)
             records['return'] = _record(f'{served}:return', spec.returns, spec.length)
-            records['reply'] = models.String(f'{served}:reply', max_length=spec.size)
+            records['reply'] = models.String(f'{served}:reply', max_length=spec.size, read_only=True)
             for part, record in records.items():
                 attrs[f'f{index}__{part}'] = record
                 self.parts[f'f{index}__{part}'] = (served, part)
-        attrs['rpc__functions'] = models.String('rpc:functions', max_length=MAX_SIZE)
+        attrs['rpc__functions'] = models.String('rpc:functions', max_length=MAX_SIZE, read_only=True)
         return models.ModelType(f'{type(self.model).__name__}Functions', (models.Model,), attrs)
 
     def extra_db(self) -> str:
@@ -615,7 +618,7 @@ class Server:
             reply = {'id': call_id, 'ok': False, 'error': {'type': type(error).__name__, 'message': str(error)}}
         text = _history(fn, reply)
         updates = {'status': 3 if error is not None else 2,
-                   'message': '' if error is None else f'{type(error).__name__}: {error}'[:255]}
+                   'message': '' if error is None else ' '.join(f'{type(error).__name__}: {error}'.splitlines())[:255]}
         if error is None:
             updates['return'] = value
         # a JSON call's client reads the reply once its put completes: that put waits for the reply only;
@@ -657,6 +660,17 @@ def _put(pv: Any, value: Any) -> Any:
 
     d = defer.Deferred()
     reactor = pv._reactor
+    if pv._shell:   # a record no client writes (devioc.access): through softIoc's shell
+        from .access import shell_put
+
+        def processed(ok: bool) -> None:
+            if ok:
+                reactor.callFromThread(d.callback, pv)
+            else:
+                reactor.callFromThread(d.errback, PutFailed(f'put of {value!r} to {pv.name} failed: the IOC exited'))
+
+        shell_put(pv, value, False, 0.0, on_done=processed)
+        return d
 
     def completed(status: int) -> None:
         if status == dbr.ECA_NORMAL:

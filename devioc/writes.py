@@ -156,6 +156,11 @@ def plan(model_class: type, callbacks: Any, records: dict[str, tuple[str, dict]]
 
 def _records(rtype: str, name: str, fields: dict, callback: Callable) -> tuple[WritePlan, list]:
     twin: dict[str, Any] = {'DESC': 'devioc: the app\'s puts', 'OUT': f'{name} PP'}
+    # the twin writes the field through a link, unseen by the detector: no client's (a client writing
+    # it changed the field with no write_<field> call, or wrote a restricted group's record); the app
+    # writes it through softIoc's shell (attach). The gate and the detector: devioc.access.guard_hidden
+    from .access import RO_GROUP
+    twin['ASG'] = RO_GROUP
     gate = {'DESC': 'devioc: 1 on a client put', 'INPA': f'{name}.PUTF NPP', 'INPB': f'{name}{APP_SUFFIX}.PACT NPP',
             'CALC': 'A&&!B'}
     watch: dict[str, Any] = {'DESC': 'devioc: client writes', 'INP': f'{name} NPP', 'SDIS': f'{name}{GATE_SUFFIX} PP',
@@ -273,3 +278,6 @@ def attach(pv: PV, plan: WritePlan | None) -> None:
     """Route ``pv``'s puts through its twin and watch its detector, if it has a write callback."""
     if plan is not None:
         pv._writes = WriteLink(pv, plan)
+        from .access import serves_acf
+        if serves_acf(pv.model):   # its twin is in DEVIOC_RO (_records): the app writes it through the shell
+            pv._shell = True

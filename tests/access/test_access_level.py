@@ -103,6 +103,50 @@ def test_open_groups_of_a_site_file_carry_their_level(tmp_path):
     assert access.open_groups(site) == {'DEFAULT': 0, 'OPEN': 1}
 
 
+class SiteUser(models.Model):
+    w = models.Float('w')                               # DEFAULT
+    sp = models.Float('sp', ASG='OPS')
+    ro = models.Float('ro', read_only=True)
+
+
+@pytest.mark.parametrize('text, warned', [
+    ('ASG(DEFAULT) { RULE(1, WRITE) }\n', ['DEFAULT']),                                  # the usual site DEFAULT
+    ('ASG(DEFAULT) { RULE(0, WRITE) }\nASG(OPS) { RULE(1, WRITE) { UAG(ops) } }\n', ['OPS']),  # a trusted few
+    ('ASG(DEFAULT) { RULE(0, WRITE) }\nASG(OPS) { RULE(0, WRITE) }\nASG(X) { RULE(1, WRITE) }\n', []),  # X unused
+    ('ASG(DEFAULT) { RULE(1, READ) RULE(0, WRITE) } # RULE(1, WRITE)\nASG(OPS) { RULE(0,WRITE) }\n', []),
+])
+def test_a_site_file_that_opens_links_to_clients_is_a_warning(tmp_path, text, warned):
+    """devioc.W005: a site's file whose group of a writable field lets clients write level-1 fields
+    (links): any such client can point a link at a read-only record and write it through the
+    database. Only the groups the model's writable fields use (DEFAULT always) are named."""
+    site = tmp_path / 'site.acf'
+    site.write_text('UAG(ops) { "ops" }\n' + text + 'ASG(DEVIOC_RO) { RULE(1, READ) }\n')
+    messages = access.check_site_level(SiteUser, site)
+    assert [m.id for m in messages] == ['devioc.W005'] * bool(warned)
+    for name in warned:
+        assert f'ASG {name}' in messages[0].msg and 'read-only' in messages[0].msg
+    assert access.check_site_level(models.ModelType('NoReadOnly', (models.Model,), {'w': models.Float('w')}),
+                                   site, health=False) == []    # nothing read-only: nothing to warn of
+
+
+def test_a_model_and_devioc_check_say_w005(tmp_path, device, monkeypatch, caplog):
+    from click.testing import CliRunner
+
+    from devioc.cli import main
+    from devioc.models import _site_acf
+
+    site = tmp_path / 'site.acf'
+    site.write_text('ASG(DEFAULT) { RULE(1, WRITE) }\nASG(OPS) { RULE(1, READ) }\nASG(DEVIOC_RO) { RULE(1, READ) }\n')
+    with caplog.at_level('WARNING', logger='devioc.checks'):
+        assert _site_acf(SiteUser, site, {'device': device}, True) == site.resolve()
+    assert 'devioc.W005' in caplog.text and 'ASG DEFAULT' in caplog.text
+    (tmp_path / 'site_user.py').write_text("from devioc import models\n\n\nclass S(models.Model):\n"
+                                           "    x = models.Float('x')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    result = CliRunner().invoke(main, ['check', 'site_user:S', '--device', 'DEV', '--acf', str(site)])
+    assert result.exit_code == 0 and 'devioc.W005' in result.output, result.output   # health records are read-only
+
+
 # -- live: clients of this user and of another
 
 

@@ -259,7 +259,11 @@ def test_cli_render_writes_the_acf_and_check_refuses(tmp_path, monkeypatch):
     site.write_text('ASG(DEFAULT) { RULE(1, WRITE) }\n')
     result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV', '--acf', str(site)])
     assert result.exit_code == 1 and 'devioc.E027' in result.output and 'W004' not in result.output
-    site.write_text(SITE)
+    site.write_text(SITE)   # its groups open links (level 1) to clients while temp is read-only: W005 only
+    result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV', '--acf', str(site)])
+    assert result.exit_code == 0 and 'no errors, 1 warning' in result.output, result.output
+    assert 'devioc.W005' in result.output and 'ASG DEFAULT, OPS' in result.output
+    site.write_text(SITE.replace('RULE(1, WRITE)', 'RULE(0, WRITE)'))
     result = runner.invoke(main, ['check', 'guarded_model:G', '--device', 'DEV', '--acf', str(site)])
     assert result.exit_code == 0 and 'no problems found' in result.output, result.output
 

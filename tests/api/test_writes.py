@@ -240,7 +240,7 @@ def test_write_on_a_calc_is_refused(run_model):
 def test_hidden_records_as_rendered():
     """For a field with write_<field>: the field's FLNK goes to the detector, the model's own FLNK moves
     after it, and the twin, gate and detector are rendered as the module says; other fields unchanged."""
-    from devioc import render, writes
+    from devioc import access, render, writes
 
     class Two(models.Model):
         a = models.Integer('a', FLNK='$(device):b')
@@ -255,12 +255,14 @@ def test_hidden_records_as_rendered():
     assert list(plans) == ['a'] and plans['a'].app_name == 'D:a:_app' and plans['a'].watch_name == 'D:a:_w'
     assert records['a'][1]['FLNK'] == 'D:a:_w' and 'FLNK' not in records['b'][1]
     assert extra == [
-        ('longout', 'D:a:_app', {'DESC': "devioc: the app's puts", 'OUT': 'D:a PP'}),
+        ('longout', 'D:a:_app', {'DESC': "devioc: the app's puts", 'OUT': 'D:a PP', 'ASG': 'DEVIOC_RO'}),
         ('calc', 'D:a:_wc', {'DESC': 'devioc: 1 on a client put', 'INPA': 'D:a.PUTF NPP',
                              'INPB': 'D:a:_app.PACT NPP', 'CALC': 'A&&!B'}),
         ('longin', 'D:a:_w', {'DESC': 'devioc: client writes', 'INP': 'D:a NPP', 'SDIS': 'D:a:_wc PP', 'DISV': 0,
                               'MDEL': -1, 'FLNK': 'D:b'}),
     ]
+    # no client writes a hidden record (devioc.access): the model renders them all in DEVIOC_RO
+    assert [fields['ASG'] for _, _, fields in access.guard_hidden(extra)] == ['DEVIOC_RO'] * 3
     text = render.render_db(Two, 'D', records=records, extra=extra)
     assert 'record(longin, "D:a:_w")' in text and 'field(FLNK, "D:a:_w")' in text
     assert writes.plan(Two, object(), render.expand_model(Two, 'D')) == ({}, [])   # no write_: nothing added

@@ -40,9 +40,10 @@ class Tank(models.Model):
 
 
 class FakePV:
+    _shell = False   # written over CA (devioc.access.through_shell), as a PV of a writable field at level 1
+
     def __init__(self, name):
         self.name, self.puts = name, []
-        self._shell = False   # written over CA (devioc.access.through_shell)
 
     def put(self, value, wait=False):
         self.puts.append(value)
