@@ -432,14 +432,14 @@ def attach(model: Any, records: dict[str, tuple[str, dict]]) -> Any:
     Raises:
         devioc.appserver.AppServerError: the server could not start.
     """
-    from .appserver import AppServer
+    from .appserver import AppServer, softioc_pid
 
     alarmed = getattr(model, '_alarmed', None)
     names = [f'{name}{SUFFIX}{SOURCE}' for att, (name, _) in records.items()
              if (att in alarmed if alarmed is not None else getattr(model._fields[att], 'alarm', False))]
     if not names:
         return None
-    server = AppServer()
+    server = AppServer(peer_pid=softioc_pid(model))
     for name in names:
         server.add(name, 'alarm', _no_putter)
     server.start()

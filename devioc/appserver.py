@@ -46,6 +46,63 @@ def free_port(host: str = '127.0.0.1') -> int:
     raise AppServerError(f'no port free for both TCP and UDP on {host}')
 
 
+def peer_inode(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> int | None:
+    """The inode of the loopback TCP socket ``peer`` (host, port) connected to ``server_port``
+    (``/proc/net/tcp``'s tenth column), None when it cannot be told."""
+    try:
+        with open(table) as rows:
+            lines = rows.readlines()[1:]
+    except OSError:
+        return None
+    want_local, want_remote = f':{peer[1]:04X}', f':{server_port:04X}'
+    for line in lines:
+        cols = line.split()
+        if len(cols) > 9 and cols[1].endswith(want_local) and cols[2].endswith(want_remote):
+            return int(cols[9])
+    return None
+
+
+def _tree(pid: int) -> list[int]:
+    """``pid`` and its descendants (Linux ``/proc/<pid>/task/<tid>/children``)."""
+    out, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        out.append(current)
+        try:
+            for tid in os.listdir(f'/proc/{current}/task'):
+                with open(f'/proc/{current}/task/{tid}/children') as children:
+                    todo.extend(int(child) for child in children.read().split())
+        except OSError:
+            continue
+    return out
+
+
+def owns_socket(pid: int, inode: int) -> bool:
+    """True when process ``pid`` or one of its descendants (a ``command=`` wrapper's softIoc) holds
+    socket ``inode``: one of its ``/proc/<pid>/fd`` entries links to it."""
+    target = f'socket:[{inode}]'
+    for owner in _tree(pid):
+        try:
+            fds = os.listdir(f'/proc/{owner}/fd')
+        except OSError:
+            continue
+        for fd in fds:
+            try:
+                if os.readlink(f'/proc/{owner}/fd/{fd}') == target:
+                    return True
+            except OSError:
+                continue
+    return False
+
+
+def softioc_pid(model: Any) -> Callable[[], int | None]:
+    """The ``peer_pid`` of a model's :class:`AppServer`: its softIoc's PID while one runs."""
+    def pid() -> int | None:
+        process = getattr(model, '_process', None)
+        return getattr(process, 'pid', None) if process is not None else None
+    return pid
+
+
 def peer_uid(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> int | None:
     """The uid owning the loopback TCP socket ``peer`` (host, port) connected to ``server_port``.
 
@@ -119,8 +176,11 @@ class AppServer:
     with ``reactor.callFromThread`` and wait for it there (:mod:`devioc.blocking` does).
     """
 
-    def __init__(self, host: str = '127.0.0.1'):
+    def __init__(self, host: str = '127.0.0.1', peer_pid: Callable[[], int | None] | None = None):
         self.host = host
+        #: the PID of the one process that may connect (the model's softIoc, which changes at a
+        #: restart), or None while it is not known: then any process of this user may
+        self.peer_pid = peer_pid
         self.port: int | None = None
         self._pvs: dict[str, tuple[str, Putter, Any]] = {}
         self._thread: threading.Thread | None = None
@@ -190,6 +250,8 @@ class AppServer:
     async def _main(self) -> None:
         from caproto.asyncio.server import Context
 
+        server = self
+
         class QuietContext(Context):
             async def broadcast_beacon_loop(self) -> None:
                 return  # only the model's softIoc searches these PVs, by address: no beacons on the network
@@ -203,6 +265,15 @@ class AppServer:
                 if uid != os.getuid():
                     logger.warning('the app\'s CA server refused a connection from %s:%s (uid %s, not this '
                                    'process\'s): only the model\'s softIoc may write its link PVs', *addr[:2], uid)
+                    client.close()
+                    return
+                # and of this user's processes, only the model's softIoc: a caput of the same user
+                # would bypass the access groups softIoc applies to the fields' own puts
+                pid = server.peer_pid() if server.peer_pid is not None else None
+                inode = peer_inode(addr, client.getsockname()[1]) if pid is not None else None
+                if pid is not None and inode is not None and not owns_socket(pid, inode):
+                    logger.warning('the app\'s CA server refused a connection from %s:%s (not the model\'s '
+                                   'softIoc, pid %s): only it may write its link PVs', *addr[:2], pid)
                     client.close()
                     return
                 await super().tcp_handler(client, addr)

@@ -247,9 +247,9 @@ class Blocking:
     """The blocking fields of one running model and the app server that holds their writes."""
 
     def __init__(self, model: Any, records: dict[str, tuple[str, dict]]):
-        from .appserver import AppServer
+        from .appserver import AppServer, softioc_pid
 
-        self.server = AppServer()
+        self.server = AppServer(peer_pid=softioc_pid(model))
         token = uuid.uuid4().hex[:8]
         self.fields: dict[str, _Field] = {}
         taken = {name for name, _ in records.values()}

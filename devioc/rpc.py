@@ -337,10 +337,10 @@ class Server:
     """The functions of one running model: their records, the app server that holds their calls."""
 
     def __init__(self, model: Any, functions: dict[str, tuple[Spec, Callable]]):
-        from .appserver import AppServer
+        from .appserver import AppServer, softioc_pid
 
         self.model = model
-        self.server = AppServer()
+        self.server = AppServer(peer_pid=softioc_pid(model))
         self.token = f'{os.getpid()}{uuid.uuid4().hex[:8]}'
         self.functions: dict[str, _Function] = {}
         for served, (spec, method) in functions.items():

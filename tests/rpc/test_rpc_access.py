@@ -71,3 +71,45 @@ def test_peer_uid_reads_the_owner_of_the_peer_socket(tmp_path):
     assert peer_uid(('127.0.0.1', 0x83A5), 0x8EC2, str(table)) == 0
     assert peer_uid(('127.0.0.1', 1234), 0x83A5, str(table)) is None
     assert peer_uid(('127.0.0.1', 1234), 0x83A5, str(tmp_path / 'missing')) is None
+
+
+class Guarded(models.Model):
+    door = models.Float('door', blocking=True, ASG='NOBODY')   # no client writes it: the app only
+
+    class Meta:
+        access = {'NOBODY': {}}
+
+
+class GuardedApp(App):
+    def __init__(self):
+        super().__init__()
+        self.doors = []
+
+    def do_door(self, pv, value, ioc):
+        self.doors.append(value)
+
+
+@pytest_twisted.inlineCallbacks
+def test_the_same_user_cannot_put_around_softioc_to_the_apps_server(run_model, ca_port, ca_env):
+    """The app's server takes connections from the model's softIoc only, not from any process of the
+    same user: a caput of this user straight to a blocking field's link PV (in a group nobody may
+    write) and to a function's trigger PV is refused, and nothing runs; softIoc's own link still works."""
+    app = GuardedApp()
+    ioc = run_model(Guarded, callbacks=app, ca_port=ca_port)
+    dev = ioc.device_name
+    for server, record in ((ioc._blocking.server, f'{dev}:door'), (ioc._rpc.server, f'{dev}:open:call')):
+        hidden = caget(f'{record}.OUT', ca_env).split()[0]
+        env = {**ca_env, 'EPICS_CA_ADDR_LIST': server.address, 'EPICS_CA_AUTO_ADDR_LIST': 'NO'}
+        direct = subprocess.run([epics_tool('caput'), '-w', '3', hidden, '7'], env=env, capture_output=True,
+                                text=True, timeout=30)
+        assert direct.returncode != 0, (hidden, direct.stdout)
+    yield task.deferLater(reactor, 0.5, lambda: None)
+    assert app.opened == [] and 7.0 not in app.doors
+    mine = subprocess.Popen([epics_tool('caput'), '-c', '-w', '10', f'{dev}:open:call', '5'], env=ca_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(500):
+        if mine.poll() is not None:
+            break
+        yield task.deferLater(reactor, 0.02, lambda: None)
+    assert mine.wait(5) == 0, mine.stderr.read()
+    assert app.opened == [1]
