@@ -46,9 +46,10 @@ def free_port(host: str = '127.0.0.1') -> int:
     raise AppServerError(f'no port free for both TCP and UDP on {host}')
 
 
-def peer_inode(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> int | None:
-    """The inode of the loopback TCP socket ``peer`` (host, port) connected to ``server_port``
-    (``/proc/net/tcp``'s tenth column), None when it cannot be told."""
+def _tcp_row(peer: tuple, server_port: int, table: str) -> list[str] | None:
+    """The columns of the ``/proc/net/tcp`` row of the loopback socket ``peer`` (host, port)
+    connected to ``server_port`` (both ends of a loopback connection are listed there, each with its
+    owner's uid and its inode); None when it cannot be told (not Linux, the connection already gone)."""
     try:
         with open(table) as rows:
             lines = rows.readlines()[1:]
@@ -58,8 +59,15 @@ def peer_inode(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> i
     for line in lines:
         cols = line.split()
         if len(cols) > 9 and cols[1].endswith(want_local) and cols[2].endswith(want_remote):
-            return int(cols[9])
+            return cols
     return None
+
+
+def peer_inode(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> int | None:
+    """The inode of the loopback TCP socket ``peer`` connected to ``server_port`` (the row's tenth
+    column), None when it cannot be told."""
+    row = _tcp_row(peer, server_port, table)
+    return int(row[9]) if row is not None else None
 
 
 def _tree(pid: int) -> list[int]:
@@ -104,22 +112,10 @@ def softioc_pid(model: Any) -> Callable[[], int | None]:
 
 
 def peer_uid(peer: tuple, server_port: int, table: str = '/proc/net/tcp') -> int | None:
-    """The uid owning the loopback TCP socket ``peer`` (host, port) connected to ``server_port``.
-
-    Read from Linux's ``/proc/net/tcp`` (both ends of a loopback connection are listed there, each
-    with its owner's uid). None when it cannot be told (not Linux, the connection already gone).
-    """
-    try:
-        with open(table) as rows:
-            lines = rows.readlines()[1:]
-    except OSError:
-        return None
-    want_local, want_remote = f':{peer[1]:04X}', f':{server_port:04X}'
-    for line in lines:
-        cols = line.split()
-        if len(cols) > 7 and cols[1].endswith(want_local) and cols[2].endswith(want_remote):
-            return int(cols[7])
-    return None
+    """The uid owning the loopback TCP socket ``peer`` (host, port) connected to ``server_port`` (the
+    row's eighth column of Linux's ``/proc/net/tcp``), None when it cannot be told."""
+    row = _tcp_row(peer, server_port, table)
+    return int(row[7]) if row is not None else None
 
 
 def _channel_classes() -> dict[str, type]:

@@ -4,10 +4,10 @@ import getpass
 import subprocess
 
 import pytest_twisted
-from twisted.internet import reactor, task
+from twisted.internet import defer, reactor, task
 
 from devioc import models
-from devioc.appserver import peer_uid
+from devioc.appserver import peer_inode, peer_uid
 from devioc.testing import caget, epics_tool, tool_as_other_user
 
 class Door(models.Model):
@@ -22,6 +22,18 @@ class App:
     def open(self, n: int = 1) -> str:
         self.opened.append(n)
         return f'open {n}'
+
+
+@defer.inlineCallbacks
+def _call_as_me(dev, ca_env):
+    """This user's caput -c on the function's :call completes (the reactor runs while it waits)."""
+    mine = subprocess.Popen([epics_tool('caput'), '-c', '-w', '10', f'{dev}:open:call', '5'], env=ca_env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    for _ in range(500):
+        if mine.poll() is not None:
+            break
+        yield task.deferLater(reactor, 0.02, lambda: None)
+    assert mine.wait(5) == 0, mine.stderr.read()
 
 
 @pytest_twisted.inlineCallbacks
@@ -50,13 +62,7 @@ def test_another_user_cannot_call_through_the_apps_own_server(run_model, ca_port
     assert direct.returncode != 0, direct.stdout
     yield task.deferLater(reactor, 0.5, lambda: None)
     assert app.opened == []
-    mine = subprocess.Popen([epics_tool('caput'), '-c', '-w', '10', f'{dev}:open:call', '5'], env=ca_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(500):
-        if mine.poll() is not None:
-            break
-        yield task.deferLater(reactor, 0.02, lambda: None)
-    assert mine.wait(5) == 0, mine.stderr.read()
+    yield _call_as_me(dev, ca_env)
     assert app.opened == [1]   # :call uses the argument record's value (its default), not the trigger's
 
 
@@ -71,6 +77,8 @@ def test_peer_uid_reads_the_owner_of_the_peer_socket(tmp_path):
     assert peer_uid(('127.0.0.1', 0x83A5), 0x8EC2, str(table)) == 0
     assert peer_uid(('127.0.0.1', 1234), 0x83A5, str(table)) is None
     assert peer_uid(('127.0.0.1', 1234), 0x83A5, str(tmp_path / 'missing')) is None
+    assert peer_inode(('127.0.0.1', 0x8EC2), 0x83A5, str(table)) == 2   # the row's inode column
+    assert peer_inode(('127.0.0.1', 1234), 0x83A5, str(table)) is None
 
 
 class Guarded(models.Model):
@@ -105,11 +113,5 @@ def test_the_same_user_cannot_put_around_softioc_to_the_apps_server(run_model, c
         assert direct.returncode != 0, (hidden, direct.stdout)
     yield task.deferLater(reactor, 0.5, lambda: None)
     assert app.opened == [] and 7.0 not in app.doors
-    mine = subprocess.Popen([epics_tool('caput'), '-c', '-w', '10', f'{dev}:open:call', '5'], env=ca_env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    for _ in range(500):
-        if mine.poll() is not None:
-            break
-        yield task.deferLater(reactor, 0.02, lambda: None)
-    assert mine.wait(5) == 0, mine.stderr.read()
+    yield _call_as_me(dev, ca_env)
     assert app.opened == [1]
