@@ -225,6 +225,9 @@ class AppServer:
             import caproto.asyncio.server  # noqa: F401
         except ImportError as err:
             raise AppServerError(f'blocking fields, functions and alarm=True fields need caproto (pip install caproto): {err}') from None
+        caproto_log = logging.getLogger('caproto')
+        if caproto_log.level == logging.NOTSET:   # its circuits' DEBUG chatter flooded an app's DEBUG console;
+            caproto_log.setLevel(logging.WARNING)  # an app that wants it sets the 'caproto' logger's level
         self.port = free_port(self.host)
         self._thread = threading.Thread(target=self._run, name=f'devioc-appserver-{self.port}', daemon=True)
         self._thread.start()
