@@ -248,6 +248,7 @@ def check_access(model_class: type, acf_groups: set[str] | None = None, macros: 
     access = meta_access(model_class)
     if acf_groups is None and not macro_asgs_only:
         messages.extend(_check_level(model_class))
+        messages.extend(_check_open_links(model_class, access))
     if access is not None and acf_groups is None and not macro_asgs_only:
         messages.extend(_check_meta(access, f'{name}.Meta.access'))
     if acf_groups is not None:
@@ -312,6 +313,31 @@ def _check_level(model_class: type) -> list['CheckMessage']:
         return []
     return [CheckMessage('devioc.E027', f'Meta.access_level = {meta.access_level!r} is no access security level',
                          _LEVEL_HINT, f'{model_class.__name__}.Meta.access_level')]
+
+
+def _check_open_links(model_class: type, access: Any) -> list['CheckMessage']:
+    """devioc.W005 for the file devioc renders: ``Meta.access_level = 1`` lets every client write the
+    links of DEFAULT's records while the model has read-only records (the health records count
+    unless ``Meta.health`` is False), so a rewired OUT writes them (:func:`check_site_level` for a
+    site's file)."""
+    from .checks import CheckMessage
+    from .health import enabled
+
+    if access_level(model_class) != 1 or (isinstance(access, dict) and DEFAULT_GROUP in access):
+        return []
+    read_only = [att for att, record in model_class._fields.items() if getattr(record, 'read_only', False)]
+    try:
+        health = enabled(model_class, None)
+    except TypeError:   # a bad Meta.health: its own error says so when the model starts
+        health = True
+    if not read_only and not health:
+        return []
+    what = ', '.join(read_only[:3]) + (', ...' if len(read_only) > 3 else '') if read_only else 'the health records'
+    return [CheckMessage(
+        'devioc.W005', f'Meta.access_level = 1 lets every client write level-1 fields (links: OUT, FLNK, ...) of the '
+        f'fields without ASG: such a client can point a link at a read-only record ({what}) and write it through '
+        'the database', "keep access_level 0 and give a trusted group 'level': 1 in Meta.access, or accept it",
+        f'{model_class.__name__}.Meta.access_level')]
 
 
 def _check_meta(access: Any, where: str) -> list['CheckMessage']:

@@ -67,8 +67,8 @@ CHECKS = {
     'devioc.W003': 'lower-case keyword that names an EPICS field of other record types only: ignored',
     'devioc.W004': 'ASG that no access rule defines (no Meta.access, no acf=): softIoc puts the record in DEFAULT, '
                    'every client may write',
-    'devioc.W005': 'an acf= file lets clients write the links (ASL1) of a group the model\'s fields use, while the '
-                   'model has read-only records: a rewired link writes them',
+    'devioc.W005': 'Meta.access_level = 1, or an acf= file, lets clients write the links (ASL1) of a group the '
+                   'model\'s fields use, while the model has read-only records: a rewired link writes them',
     'devioc.E027': 'access security: ASG that no rule of Meta.access or of the acf= file defines, a malformed '
                    'Meta.access, or a read-only field the acf= file cannot protect',
 }

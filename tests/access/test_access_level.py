@@ -325,3 +325,33 @@ def test_a_site_file_must_keep_the_hidden_alarm_record_read_only(tmp_path, devic
     assert [(m.id, m.obj) for m in err.value.messages] == [('devioc.E027', 'Alarmed.heater')]
     assert 'ASG(DEVIOC_RO) { RULE(1, READ) }' in str(err.value)
     assert access.uses_access(Alarmed)   # the rendered file is loaded for it without acf= too
+
+
+def test_access_level_1_warns_that_links_reach_read_only_records():
+    """devioc.W005 for devioc's own file: every client may rewire links at level 1 while the model
+    has read-only records (health records count); none at level 0, none when DEFAULT is a group of
+    its own, none without any read-only record."""
+    from devioc.checks import check_class
+
+    def w005(model_class):
+        return [m for m in check_class(model_class) if m.id == 'devioc.W005']
+
+    warned = w005(OpenPlant)
+    assert len(warned) == 1 and 'ro, temp' in warned[0].msg and warned[0].obj == 'OpenPlant.Meta.access_level'
+    assert w005(Plant) == []
+
+    class Bare(models.Model):
+        w = models.Float('w')
+
+        class Meta:
+            access_level = 1
+            health = False
+
+    class Grouped(OpenPlant):
+        class Meta:
+            access_level = 1
+            access = {'DEFAULT': {'users': ['ops']}}
+
+    assert w005(Bare) == [] and w005(Grouped) == []
+    Bare.Meta.health = True
+    assert 'the health records' in w005(Bare)[0].msg
