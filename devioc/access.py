@@ -403,18 +403,31 @@ def open_groups(path: str | os.PathLike) -> dict[str, int]:
     Raises:
         OSError: the file cannot be read.
     """
+    opened: dict[str, int] = {}
+    for group, body in _group_bodies(path):
+        levels = [int(rule.group(1)) for rule in _OPEN_WRITE.finditer(body)]
+        if levels:
+            opened[group] = max(levels)
+    return opened
+
+
+def _group_bodies(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """``(ASG name, text between its braces)`` of each group of an .acf, comments blanked and
+    quoted strings emptied first (asLib's lexer: a ``{`` in either is no brace).
+
+    Raises:
+        OSError: the file cannot be read.
+    """
     text = _ACF_NOISE.sub(lambda found: '""' if found.group().startswith('"') else ' ',
                           Path(path).read_text(encoding='utf-8', errors='replace'))
-    opened: dict[str, int] = {}
+    bodies = []
     for head in _ACF_BLOCK.finditer(text):
         depth, end = 1, head.end()
         while end < len(text) and depth:
             depth += {'{': 1, '}': -1}.get(text[end], 0)
             end += 1
-        levels = [int(rule.group(1)) for rule in _OPEN_WRITE.finditer(text[head.end():end - 1])]
-        if levels:
-            opened[head.group(1)] = max(levels)
-    return opened
+        bodies.append((head.group(1), text[head.end():end - 1]))
+    return bodies
 
 
 def check_site_level(model_class: type, path: str | os.PathLike, health: bool = True,
@@ -442,16 +455,7 @@ def check_site_level(model_class: type, path: str | os.PathLike, health: bool = 
         return []
     used = {_expanded_asg(record.fields.get('ASG'), macros) or DEFAULT_GROUP
             for record in fields if not getattr(record, 'read_only', False)} | {DEFAULT_GROUP}
-    text = _ACF_NOISE.sub(lambda found: '""' if found.group().startswith('"') else ' ',
-                          Path(path).read_text(encoding='utf-8', errors='replace'))
-    open1 = []
-    for head in _ACF_BLOCK.finditer(text):
-        depth, end = 1, head.end()
-        while end < len(text) and depth:
-            depth += {'{': 1, '}': -1}.get(text[end], 0)
-            end += 1
-        if head.group(1) in used and _LEVEL1_WRITE.search(text[head.end():end - 1]):
-            open1.append(head.group(1))
+    open1 = [group for group, body in _group_bodies(path) if group in used and _LEVEL1_WRITE.search(body)]
     if not open1:
         return []
     return [CheckMessage(

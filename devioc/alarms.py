@@ -99,9 +99,10 @@ def status_name(status: Any, severity: str, pv_name: str) -> str:
                      f'{", ".join(STATUSES[1:])} (EPICS menuAlarmStat; NO_ALARM goes with severity NO_ALARM)')
 
 
-def sdis_link(record_name: str) -> str:
-    """The SDIS link an ``alarm=True`` record gets (``record_name`` unexpanded, as declared)."""
-    return f'$(device):{record_name}{SUFFIX}.DISA NPP MSS'
+def sdis_link(pv_name: str) -> str:
+    """The SDIS link of an alarmed record named ``pv_name`` (expanded, or ``$(device):<name>`` as declared):
+    DISA of its hidden record, read with its alarm (MSS)."""
+    return f'{pv_name}{SUFFIX}.DISA NPP MSS'
 
 
 def alarmed_fields(model_class: type, callbacks: Any = None) -> set[str]:
@@ -131,7 +132,7 @@ def add_sdis(records: dict[str, tuple[str, dict]], model_class: type, alarmed: s
     for att in alarmed:
         if not getattr(model_class._fields[att], 'alarm', False):
             name, fields = records[att]
-            fields['SDIS'] = f'{name}{SUFFIX}.DISA NPP MSS'
+            fields['SDIS'] = sdis_link(name)
 
 
 def hidden_records(model_class: type, records: dict[str, tuple[str, dict]],

@@ -196,7 +196,7 @@ class Record:
             fields['ASG'] = RO_GROUP
         if self.alarm:  # alarms (issue 14 §3): the hidden record's severity comes in through SDIS
             from .alarms import sdis_link
-            fields['SDIS'] = sdis_link(self.name)
+            fields['SDIS'] = sdis_link(f'$(device):{self.name}')
         return fields
 
     def choices(self, macros: Mapping[str, Any] | None = None) -> list[str]:
